@@ -1,0 +1,60 @@
+"""Incremental PDU framing: feed byte chunks of any size, get whole PDUs out.
+
+The 6-byte header is checked (type, fixed lengths, the configured maxima)
+the moment it is complete, before any of the body is buffered, so a hostile
+length such as 0xFFFFFFFF costs nothing.
+"""
+
+from __future__ import annotations
+
+from .pdu import PDU, PDU_HEADER, check_header, decode_pdu
+
+# An A-ASSOCIATE-RQ/AC carries at most 128 presentation contexts and a user
+# information item of at most 64 KiB per field; 1 MiB is far above any real one.
+DEFAULT_MAX_ASSOCIATE_LENGTH = 1 << 20
+# Used when the local maximum PDU length is 0 ("unlimited", PS3.8 D.1).
+UNLIMITED_PDATA_CAP = 1 << 26
+
+
+class PDUFramer:
+    """Splits a byte stream into decoded PDUs.
+
+    `max_pdata_length` is the largest P-DATA-TF length accepted (our advertised
+    Maximum Length; 0 means the cap above). Any violation raises `PDUError`;
+    after that the framer must not be fed again.
+    """
+
+    __slots__ = ("_buffer", "_expected", "max_associate_length", "max_pdata_length")
+
+    def __init__(
+        self,
+        max_pdata_length: int = 0,
+        max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH,
+    ) -> None:
+        self.max_pdata_length = max_pdata_length or UNLIMITED_PDATA_CAP
+        self.max_associate_length = max_associate_length
+        self._buffer = bytearray()
+        self._expected = 0  # total bytes of the PDU being received, 0 = header not yet read
+
+    @property
+    def partial(self) -> bool:
+        """True while part of a PDU has been received and the rest not yet."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[PDU]:
+        buffer = self._buffer
+        buffer += data
+        pdus: list[PDU] = []
+        while True:
+            if not self._expected:
+                if len(buffer) < PDU_HEADER:
+                    return pdus
+                length = int.from_bytes(buffer[2:6], "big")
+                check_header(buffer[0], length, self.max_pdata_length, self.max_associate_length)
+                self._expected = PDU_HEADER + length
+            if len(buffer) < self._expected:
+                return pdus
+            whole = bytes(buffer[: self._expected])
+            del buffer[: self._expected]
+            self._expected = 0
+            pdus.append(decode_pdu(whole))

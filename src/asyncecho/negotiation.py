@@ -1,0 +1,203 @@
+"""Association negotiation (PS3.8 7.1.1, PS3.7 Annex D): building the
+A-ASSOCIATE-RQ, checking the peer's A-ASSOCIATE-AC against it, and, for the
+acceptor, answering an A-ASSOCIATE-RQ with an AC or an RJ."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from . import uids
+from .pdu import (
+    RJ_PERMANENT,
+    RJ_SOURCE_ACSE,
+    RJ_SOURCE_USER,
+    RJ_TRANSIENT,
+    PROTOCOL_VERSION,
+    RJ_SOURCE_PRESENTATION,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+)
+from .pdu_fields import validate_ae_title
+from .pdu_items import (
+    PC_ABSTRACT_SYNTAX_NOT_SUPPORTED,
+    PC_ACCEPTANCE,
+    PC_TRANSFER_SYNTAXES_NOT_SUPPORTED,
+    ImplementationClassUID,
+    ImplementationVersionName,
+    MaximumLength,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+    UserIdentityRQ,
+    UserItem,
+)
+from .protocol_errors import ABORT_INVALID_PDU_PARAMETER_VALUE, PDUError
+
+# PS3.8 Table 9-21 reasons used here.
+REASON_NO_REASON = 1
+REASON_APPLICATION_CONTEXT = 2
+REASON_CALLING_AE = 3
+REASON_CALLED_AE = 7
+REASON_PROTOCOL_VERSION = 2
+REASON_LOCAL_LIMIT = 2
+
+# What our SCP accepts, in its order of preference.
+SCP_TRANSFER_SYNTAXES = (
+    uids.IMPLICIT_VR_LE,
+    uids.EXPLICIT_VR_LE,
+    uids.DEFLATED_EXPLICIT_VR_LE,
+    uids.EXPLICIT_VR_BE,
+)
+
+
+def implementation_items(max_pdu: int) -> tuple[UserItem, ...]:
+    return (
+        MaximumLength(max_pdu),
+        ImplementationClassUID(uids.IMPLEMENTATION_CLASS_UID),
+        ImplementationVersionName(uids.IMPLEMENTATION_VERSION_NAME),
+    )
+
+
+def build_rq(
+    *,
+    calling_ae: str,
+    called_ae: str,
+    transfer_syntaxes: Sequence[str] = uids.DEFAULT_TRANSFER_SYNTAXES,
+    abstract_syntax: str = uids.VERIFICATION,
+    max_pdu: int = 16382,
+    extra_user_items: Sequence[UserItem] = (),
+) -> AssociateRQ:
+    """One presentation context (ID 1) proposing `transfer_syntaxes`."""
+    return AssociateRQ(
+        called_ae=validate_ae_title(called_ae),
+        calling_ae=validate_ae_title(calling_ae),
+        presentation_contexts=(PresentationContextRQ(1, abstract_syntax, tuple(transfer_syntaxes)),),
+        user_items=implementation_items(max_pdu) + tuple(extra_user_items),
+    )
+
+
+def check_ac(rq: AssociateRQ, ac: AssociateAC) -> None:
+    """Raise PDUError if the AC does not answer the RQ (PS3.8 9.3.3).
+
+    The AC's AE title fields are not checked: PS3.8 9.3.3 says they "shall not
+    be tested" on receipt.
+    """
+    if ac.application_context != rq.application_context:
+        raise PDUError(
+            f"A-ASSOCIATE-AC application context {ac.application_context} is not the one proposed",
+            0,
+            ABORT_INVALID_PDU_PARAMETER_VALUE,
+        )
+    proposed = {pc.context_id: pc for pc in rq.presentation_contexts}
+    for pc in ac.presentation_contexts:
+        asked = proposed.get(pc.context_id)
+        if asked is None:
+            raise PDUError(f"A-ASSOCIATE-AC answers context ID {pc.context_id}, which was never proposed", 0)
+        if pc.accepted and pc.transfer_syntax not in asked.transfer_syntaxes:
+            raise PDUError(
+                f"A-ASSOCIATE-AC accepts transfer syntax {pc.transfer_syntax} for context "
+                f"{pc.context_id}, which was not proposed for it",
+                0,
+            )
+
+
+def accepted_contexts(rq: AssociateRQ, ac: AssociateAC) -> dict[int, tuple[str, str]]:
+    """{context ID: (abstract syntax, transfer syntax)} for each accepted one."""
+    abstract = {pc.context_id: pc.abstract_syntax for pc in rq.presentation_contexts}
+    return {
+        pc.context_id: (abstract[pc.context_id], pc.transfer_syntax)
+        for pc in ac.presentation_contexts
+        if pc.accepted and pc.transfer_syntax is not None and pc.context_id in abstract
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptorPolicy:
+    """What an SCP accepts. Empty `allowed_calling_aes` means any."""
+
+    ae_title: str = "ANY-SCP"
+    require_called_ae: bool = False
+    allowed_calling_aes: frozenset[str] = frozenset()
+    allowed_called_aes: frozenset[str] = frozenset()
+    # abstract syntax -> transfer syntaxes accepted for it, in preference order
+    supported: Mapping[str, Sequence[str]] = field(
+        default_factory=lambda: {uids.VERIFICATION: SCP_TRANSFER_SYNTAXES}
+    )
+    max_pdu: int = 16382
+
+
+def reject_for(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateRJ | None:
+    """The A-ASSOCIATE-RJ the policy gives `rq`, or None to go on."""
+    if not rq.protocol_version & PROTOCOL_VERSION:
+        return AssociateRJ(RJ_PERMANENT, RJ_SOURCE_ACSE, REASON_PROTOCOL_VERSION)
+    if rq.application_context != uids.APPLICATION_CONTEXT:
+        return AssociateRJ(RJ_PERMANENT, RJ_SOURCE_USER, REASON_APPLICATION_CONTEXT)
+    called_ok = rq.called_ae == policy.ae_title or not policy.require_called_ae
+    if policy.allowed_called_aes:
+        called_ok = rq.called_ae in policy.allowed_called_aes
+    if not called_ok:
+        return AssociateRJ(RJ_PERMANENT, RJ_SOURCE_USER, REASON_CALLED_AE)
+    if policy.allowed_calling_aes and rq.calling_ae not in policy.allowed_calling_aes:
+        return AssociateRJ(RJ_PERMANENT, RJ_SOURCE_USER, REASON_CALLING_AE)
+    return None
+
+
+def busy_reject() -> AssociateRJ:
+    """PS3.8 Table 9-21: transient, presentation-related, local limit exceeded."""
+    return AssociateRJ(RJ_TRANSIENT, RJ_SOURCE_PRESENTATION, REASON_LOCAL_LIMIT)
+
+
+def build_ac(rq: AssociateRQ, policy: AcceptorPolicy, extra_user_items: Collection[UserItem] = ()) -> AssociateAC:
+    """Answer each proposed context: the first of our transfer syntaxes (in our
+    order of preference) that the requestor also proposed."""
+    answers = []
+    roles = {i.sop_class_uid: i for i in rq.user_items if isinstance(i, RoleSelection)}
+    role_replies: list[UserItem] = []
+    for pc in rq.presentation_contexts:
+        ours = policy.supported.get(pc.abstract_syntax)
+        if ours is None:
+            answers.append(PresentationContextAC(pc.context_id, PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, None))
+            continue
+        chosen = next((ts for ts in ours if ts in pc.transfer_syntaxes), None)
+        if chosen is None:
+            answers.append(PresentationContextAC(pc.context_id, PC_TRANSFER_SYNTAXES_NOT_SUPPORTED, None))
+            continue
+        answers.append(PresentationContextAC(pc.context_id, PC_ACCEPTANCE, chosen))
+        asked = roles.pop(pc.abstract_syntax, None)
+        if asked is not None:
+            # PS3.7 D.3.3.4: we act only as SCP for what we accept, so the
+            # requestor keeps at most the SCU role it asked for.
+            role_replies.append(RoleSelection(pc.abstract_syntax, asked.scu_role, False))
+    user_items = implementation_items(policy.max_pdu) + tuple(role_replies) + tuple(extra_user_items)
+    return AssociateAC(
+        called_ae=rq.called_ae,
+        calling_ae=rq.calling_ae,
+        application_context=uids.APPLICATION_CONTEXT,
+        presentation_contexts=tuple(answers),
+        user_items=user_items,
+    )
+
+
+def user_identity(rq: AssociateRQ) -> UserIdentityRQ | None:
+    for item in rq.user_items:
+        if isinstance(item, UserIdentityRQ):
+            return item
+    return None
+
+
+__all__ = [
+    "REASON_CALLED_AE",
+    "REASON_CALLING_AE",
+    "REASON_NO_REASON",
+    "RJ_SOURCE_ACSE",
+    "AcceptorPolicy",
+    "accepted_contexts",
+    "build_ac",
+    "build_rq",
+    "busy_reject",
+    "check_ac",
+    "reject_for",
+    "user_identity",
+]

@@ -1,0 +1,336 @@
+"""The sans-I/O DICOM upper layer: one association, either role.
+
+Bytes from the peer go in (`receive_data`), primitives from the local user go
+in (`request`, `accept`, `send_message`, `release`, `abort` ...), and what
+comes out is events for the user, bytes to write (`data_to_send`), whether to
+close the transport (`should_close`) and when the ARTIM timer next needs
+attention (`next_deadline` / `handle_timer`). No sockets, no clocks: times
+are passed in as `now` (any monotonic clock the caller uses consistently).
+
+`StateMachine` decides every transition; this class carries out the action
+the table names and turns PDUs into the table's events.
+"""
+
+from __future__ import annotations
+
+from .dimse import Message, MessageAssembler, fragment
+from .events import (
+    Aborted,
+    AssociationAccepted,
+    AssociationRejected,
+    AssociationRequested,
+    Event,
+    MessageReceived,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+from .framer import DEFAULT_MAX_ASSOCIATE_LENGTH, PDUFramer
+from .negotiation import accepted_contexts, check_ac
+from .pdu import (
+    ABORT_SOURCE_PROVIDER,
+    ABORT_SOURCE_USER,
+    PDU,
+    PROTOCOL_VERSION,
+    Abort,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    PDataTF,
+    ReleaseRP,
+    ReleaseRQ,
+)
+from .protocol_errors import (
+    ABORT_REASON_NOT_SPECIFIED,
+    ABORT_UNEXPECTED_PDU,
+    LocalProtocolError,
+    PDUError,
+)
+from .state_machine import CLOSES_TRANSPORT, STARTS_ARTIM, Action, State, StateMachine
+from .state_machine import Event as Evt
+
+# PS3.8 9.1.4: ARTIM bounds the wait for the first PDU (acceptor) and for the
+# transport close after the association ends.
+DEFAULT_ARTIM_TIMEOUT = 30.0
+
+_PDU_EVENT = {
+    AssociateAC: Evt.EVT3,
+    AssociateRJ: Evt.EVT4,
+    AssociateRQ: Evt.EVT6,
+    PDataTF: Evt.EVT10,
+    ReleaseRQ: Evt.EVT12,
+    ReleaseRP: Evt.EVT13,
+    Abort: Evt.EVT16,
+}
+
+
+class UpperLayer:
+    """One association's upper layer, as requestor or acceptor."""
+
+    def __init__(
+        self,
+        *,
+        requestor: bool,
+        max_pdu: int = 16382,
+        artim_timeout: float = DEFAULT_ARTIM_TIMEOUT,
+        max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH,
+    ) -> None:
+        self.machine = StateMachine(is_requestor=requestor)
+        self.artim_timeout = artim_timeout
+        self.artim_deadline: float | None = None
+        self._framer = PDUFramer(max_pdu, max_associate_length)
+        self._assembler = MessageAssembler()
+        self._outbox = bytearray()
+        self.should_close = False
+        self.rq: AssociateRQ | None = None
+        self.ac: AssociateAC | None = None
+        self.rj: AssociateRJ | None = None
+        # {context ID: (abstract syntax, transfer syntax)} once accepted
+        self.contexts: dict[int, tuple[str, str]] = {}
+        self.peer_max_pdu = 0
+        # Set for the diagnostics of whoever drives us: the last PDU sent/received.
+        self.sent_pdus: list[PDU] | None = None
+        self._pending_message: tuple[int, bytes, bytes | None] = (0, b"", None)
+        self._now = 0.0
+        self._stream_broken = False
+
+    # --- outputs ---------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    @property
+    def is_requestor(self) -> bool:
+        return self.machine.is_requestor
+
+    @property
+    def partial_pdu(self) -> bool:
+        """Part of a PDU is buffered (a moment to force out a TCP ACK)."""
+        return self._framer.partial
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outbox)
+        self._outbox.clear()
+        return data
+
+    def next_deadline(self) -> float | None:
+        return self.artim_deadline
+
+    # --- local primitives --------------------------------------------------------
+
+    def request(self, rq: AssociateRQ) -> None:
+        """A-ASSOCIATE request (Evt1): next, open the transport connection."""
+        self.rq = rq
+        self._fire(Evt.EVT1, None)
+
+    def connection_made(self, now: float) -> None:
+        """Transport connect confirmation (Evt2) or indication (Evt5)."""
+        self._fire(Evt.EVT2 if self.is_requestor else Evt.EVT5, now)
+
+    def accept(self, ac: AssociateAC, now: float = 0.0) -> None:
+        self.ac = ac
+        self._fire(Evt.EVT7, now)
+
+    def reject(self, rj: AssociateRJ, now: float) -> None:
+        self.rj = rj
+        self._fire(Evt.EVT8, now)
+
+    def send_message(self, context_id: int, command: bytes, data_set: bytes | None = None) -> None:
+        """P-DATA request (Evt9): one DIMSE message, fragmented to the peer's maximum."""
+        if context_id not in self.contexts:
+            raise LocalProtocolError(f"presentation context {context_id} was not accepted")
+        self._pending_message = (context_id, command, data_set)
+        self._fire(Evt.EVT9, None)
+
+    def release(self) -> None:
+        self._fire(Evt.EVT11, None)
+
+    def release_response(self, now: float) -> None:
+        self._fire(Evt.EVT14, now)
+
+    def abort(self, now: float) -> None:
+        """A-ABORT request (Evt15). In Sta1 and Sta13 there is nothing to abort."""
+        if self.state in (State.STA1, State.STA13):
+            return
+        self._fire(Evt.EVT15, now)
+
+    def connection_lost(self, now: float = 0.0) -> list[Event]:
+        """Transport connection closed indication (Evt17)."""
+        if self.state is State.STA1:
+            return []
+        return self._fire(Evt.EVT17, now)
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Call when `next_deadline()` has passed: ARTIM expired (Evt18)."""
+        if self.artim_deadline is None or now < self.artim_deadline:
+            return []
+        return self._fire(Evt.EVT18, now)
+
+    # --- input from the peer -------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        if self.state in (State.STA1, State.STA4):
+            raise LocalProtocolError(f"no transport connection in {self.state} to receive on")
+        if self.should_close or self._stream_broken:
+            # The association is over, or the byte stream lost its framing
+            # after an invalid PDU: nothing more in it can be read as PDUs.
+            return []
+        events: list[Event] = []
+        try:
+            pdus = self._framer.feed(data)
+        except PDUError as error:
+            self._stream_broken = True
+            return self._fire(Evt.EVT19, now, error=error)
+        for pdu in pdus:
+            event, error = self._classify(pdu)
+            events += self._fire(event, now, pdu=pdu, error=error)
+            if self.should_close or event is Evt.EVT19:
+                break
+        return events
+
+    def _classify(self, pdu: PDU) -> tuple[Evt, PDUError | None]:
+        """The table's event for `pdu`; a PDU that breaks the association's
+        own rules is an invalid PDU (Evt19), checked only where the table
+        would otherwise take it in."""
+        event = _PDU_EVENT[type(pdu)]
+        try:
+            if event is Evt.EVT3 and self.state is State.STA5:
+                assert self.rq is not None and isinstance(pdu, AssociateAC)
+                check_ac(self.rq, pdu)
+            elif event is Evt.EVT10 and self.state in (State.STA6, State.STA7):
+                assert isinstance(pdu, PDataTF)
+                for pdv in pdu.pdvs:
+                    if pdv.context_id not in self.contexts:
+                        raise PDUError(f"PDV for presentation context {pdv.context_id}, which is not accepted", 0)
+        except PDUError as error:
+            return Evt.EVT19, error
+        return event, None
+
+    # --- the actions ---------------------------------------------------------------
+
+    def _send(self, pdu: PDU) -> None:
+        self._outbox += pdu.encode()
+        if self.sent_pdus is not None:
+            self.sent_pdus.append(pdu)
+
+    def _fire(self, event: Evt, now: float | None, *, pdu: PDU | None = None, error: PDUError | None = None) -> list[Event]:
+        if now is not None:
+            self._now = now
+        acceptable = True
+        if event is Evt.EVT6:
+            assert isinstance(pdu, AssociateRQ)
+            # AE-6's provider check: only the protocol version is the
+            # provider's to judge; everything else is the user's (Evt7/Evt8).
+            acceptable = bool(pdu.protocol_version & PROTOCOL_VERSION)
+        action = self.machine.fire(event, acceptable=acceptable)
+        out = self._carry_out(action, event, pdu, error, acceptable)
+        if action in STARTS_ARTIM or (action is Action.AE_6 and not acceptable):
+            self.artim_deadline = self._now + self.artim_timeout
+        elif self.state not in (State.STA2, State.STA13):
+            self.artim_deadline = None
+        if action in CLOSES_TRANSPORT:
+            self.should_close = True
+        return out
+
+    def _carry_out(
+        self, action: Action, event: Evt, pdu: PDU | None, error: PDUError | None, acceptable: bool
+    ) -> list[Event]:
+        A = Action
+        if action is A.AE_1:
+            return []
+        if action is A.AE_2:
+            assert self.rq is not None
+            self._send(self.rq)
+            return []
+        if action is A.AE_3:
+            assert isinstance(pdu, AssociateAC) and self.rq is not None
+            self.ac = pdu
+            self.contexts = accepted_contexts(self.rq, pdu)
+            self.peer_max_pdu = pdu.max_length or 0
+            return [AssociationAccepted(pdu)]
+        if action is A.AE_4:
+            assert isinstance(pdu, AssociateRJ)
+            self.rj = pdu
+            return [AssociationRejected(pdu)]
+        if action is A.AE_5:
+            return []
+        if action is A.AE_6:
+            assert isinstance(pdu, AssociateRQ)
+            self.rq = pdu
+            if acceptable:
+                return [AssociationRequested(pdu)]
+            self.rj = AssociateRJ(1, 2, 2)  # PS3.8 Table 9-21: protocol version not supported
+            self._send(self.rj)
+            return []
+        if action is A.AE_7:
+            assert self.ac is not None and self.rq is not None
+            self.contexts = accepted_contexts(self.rq, self.ac)
+            self.peer_max_pdu = self.rq.max_length or 0
+            self._send(self.ac)
+            return []
+        if action is A.AE_8:
+            assert self.rj is not None
+            self._send(self.rj)
+            return []
+        if action in (A.DT_1, A.AR_7):
+            context_id, command, data_set = self._pending_message
+            for payload, is_command in ((command, True), (data_set, False)):
+                if payload is None:
+                    continue
+                for pdv in fragment(context_id, payload, is_command, self.peer_max_pdu):
+                    self._send(PDataTF((pdv,)))
+            return []
+        if action in (A.DT_2, A.AR_6):
+            assert isinstance(pdu, PDataTF)
+            return self._assemble(pdu)
+        if action is A.AR_1:
+            self._send(ReleaseRQ())
+            return []
+        if action is A.AR_2:
+            return [ReleaseRequested()]
+        if action in (A.AR_3, A.AR_10):
+            return [ReleaseConfirmed()]
+        if action is A.AR_4 or action is A.AR_9:
+            self._send(ReleaseRP())
+            return []
+        if action is A.AR_5:
+            return []
+        if action is A.AR_8:
+            return [ReleaseRequested(collision=True)]
+        if action is A.AA_1:
+            # Sta2 receiving anything but an A-ASSOCIATE-RQ also lands here:
+            # PS3.8 9.2.2 gives the A-ABORT a service-user source either way.
+            self._send(Abort(ABORT_SOURCE_USER, ABORT_REASON_NOT_SPECIFIED))
+            return []
+        if action in (A.AA_2, A.AA_5):
+            return []
+        if action is A.AA_3:
+            assert isinstance(pdu, Abort)
+            return [Aborted(pdu.source, pdu.reason, by_peer=True)]
+        if action is A.AA_4:
+            return [Aborted(ABORT_SOURCE_PROVIDER, ABORT_REASON_NOT_SPECIFIED, by_peer=False, connection_lost=True)]
+        if action is A.AA_6:
+            return []
+        if action is A.AA_7:
+            self._send(Abort(ABORT_SOURCE_PROVIDER, error.abort_reason if error else ABORT_UNEXPECTED_PDU))
+            return []
+        # AA-8: invalid PDU (Evt19) or a valid PDU at the wrong time.
+        reason = error.abort_reason if error is not None else ABORT_UNEXPECTED_PDU
+        self._send(Abort(ABORT_SOURCE_PROVIDER, reason))
+        return [Aborted(ABORT_SOURCE_PROVIDER, reason, by_peer=False, error=error)]
+
+    def _assemble(self, pdu: PDataTF) -> list[Event]:
+        events: list[Event] = []
+        for pdv in pdu.pdvs:
+            try:
+                message = self._assembler.add(pdv)
+            except PDUError as error:
+                # A P-DATA that breaks PS3.8 Annex E: abort as for an invalid
+                # PDU (the table's Evt19 from the state we are now in).
+                return events + self._fire(Evt.EVT19, None, error=error)
+            if message is not None:
+                events.append(MessageReceived(message))
+        return events
+
+
+__all__ = ["DEFAULT_ARTIM_TIMEOUT", "Message", "UpperLayer"]
