@@ -170,7 +170,9 @@ def parse_command_elements(data: bytes) -> dict[int, bytes]:
         if group != 0x0000:
             raise PDUError(f"element ({group:04X},{elem:04X}) is not in the command group", pos)
         if length > end - pos - 8:
-            raise PDUError(f"element (0000,{elem:04X}) length {length} overruns the command set", pos + 4)
+            raise PDUError(
+                f"element (0000,{elem:04X}) length {length} overruns the command set", pos + 4
+            )
         tag = elem
         if tag in elements:
             raise PDUError(f"element (0000,{elem:04X}) appears twice", pos)
@@ -258,7 +260,9 @@ class MessageAssembler:
             self._context_id = pdv.context_id
         elif pdv.context_id != self._context_id:
             raise PDUError(
-                f"fragment for context {pdv.context_id} inside a message on context {self._context_id}", 0
+                f"fragment for context {pdv.context_id} inside a message "
+                f"on context {self._context_id}",
+                0,
             )
         if pdv.is_command:
             if self._expect_data:

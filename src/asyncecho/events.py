@@ -4,7 +4,6 @@ primitives of PS3.8 7, one small immutable class each."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .dimse import Message
 from .pdu import AssociateAC, AssociateRJ, AssociateRQ
@@ -67,12 +66,12 @@ class Aborted:
     connection_lost: bool = False
 
 
-Event = Union[
-    AssociationRequested,
-    AssociationAccepted,
-    AssociationRejected,
-    MessageReceived,
-    ReleaseRequested,
-    ReleaseConfirmed,
-    Aborted,
-]
+Event = (
+    AssociationRequested
+    | AssociationAccepted
+    | AssociationRejected
+    | MessageReceived
+    | ReleaseRequested
+    | ReleaseConfirmed
+    | Aborted
+)

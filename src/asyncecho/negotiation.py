@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 from . import uids
 from .pdu import (
+    PROTOCOL_VERSION,
     RJ_PERMANENT,
     RJ_SOURCE_ACSE,
+    RJ_SOURCE_PRESENTATION,
     RJ_SOURCE_USER,
     RJ_TRANSIENT,
-    PROTOCOL_VERSION,
-    RJ_SOURCE_PRESENTATION,
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
@@ -73,7 +73,9 @@ def build_rq(
     return AssociateRQ(
         called_ae=validate_ae_title(called_ae),
         calling_ae=validate_ae_title(calling_ae),
-        presentation_contexts=(PresentationContextRQ(1, abstract_syntax, tuple(transfer_syntaxes)),),
+        presentation_contexts=(
+            PresentationContextRQ(1, abstract_syntax, tuple(transfer_syntaxes)),
+        ),
         user_items=implementation_items(max_pdu) + tuple(extra_user_items),
     )
 
@@ -94,7 +96,9 @@ def check_ac(rq: AssociateRQ, ac: AssociateAC) -> None:
     for pc in ac.presentation_contexts:
         asked = proposed.get(pc.context_id)
         if asked is None:
-            raise PDUError(f"A-ASSOCIATE-AC answers context ID {pc.context_id}, which was never proposed", 0)
+            raise PDUError(
+                f"A-ASSOCIATE-AC answers context ID {pc.context_id}, which was never proposed", 0
+            )
         if pc.accepted and pc.transfer_syntax not in asked.transfer_syntaxes:
             raise PDUError(
                 f"A-ASSOCIATE-AC accepts transfer syntax {pc.transfer_syntax} for context "
@@ -149,7 +153,9 @@ def busy_reject() -> AssociateRJ:
     return AssociateRJ(RJ_TRANSIENT, RJ_SOURCE_PRESENTATION, REASON_LOCAL_LIMIT)
 
 
-def build_ac(rq: AssociateRQ, policy: AcceptorPolicy, extra_user_items: Collection[UserItem] = ()) -> AssociateAC:
+def build_ac(
+    rq: AssociateRQ, policy: AcceptorPolicy, extra_user_items: Collection[UserItem] = ()
+) -> AssociateAC:
     """Answer each proposed context: the first of our transfer syntaxes (in our
     order of preference) that the requestor also proposed."""
     answers = []
@@ -158,11 +164,15 @@ def build_ac(rq: AssociateRQ, policy: AcceptorPolicy, extra_user_items: Collecti
     for pc in rq.presentation_contexts:
         ours = policy.supported.get(pc.abstract_syntax)
         if ours is None:
-            answers.append(PresentationContextAC(pc.context_id, PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, None))
+            answers.append(
+                PresentationContextAC(pc.context_id, PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, None)
+            )
             continue
         chosen = next((ts for ts in ours if ts in pc.transfer_syntaxes), None)
         if chosen is None:
-            answers.append(PresentationContextAC(pc.context_id, PC_TRANSFER_SYNTAXES_NOT_SUPPORTED, None))
+            answers.append(
+                PresentationContextAC(pc.context_id, PC_TRANSFER_SYNTAXES_NOT_SUPPORTED, None)
+            )
             continue
         answers.append(PresentationContextAC(pc.context_id, PC_ACCEPTANCE, chosen))
         asked = roles.pop(pc.abstract_syntax, None)
@@ -170,7 +180,9 @@ def build_ac(rq: AssociateRQ, policy: AcceptorPolicy, extra_user_items: Collecti
             # PS3.7 D.3.3.4: we act only as SCP for what we accept, so the
             # requestor keeps at most the SCU role it asked for.
             role_replies.append(RoleSelection(pc.abstract_syntax, asked.scu_role, False))
-    user_items = implementation_items(policy.max_pdu) + tuple(role_replies) + tuple(extra_user_items)
+    user_items = (
+        implementation_items(policy.max_pdu) + tuple(role_replies) + tuple(extra_user_items)
+    )
     return AssociateAC(
         called_ae=rq.called_ae,
         calling_ae=rq.calling_ae,

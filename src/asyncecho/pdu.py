@@ -9,7 +9,7 @@ malformed raises `PDUError` with its offset.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from . import uids
 from .pdu_fields import Reader, decode_ae_title, encode_ae_title
@@ -126,7 +126,9 @@ def _encode_associate(
         encode_ae_title(pdu.called_ae),
         encode_ae_title(pdu.calling_ae),
         bytes(32),
-        encode_item(ApplicationContext.ITEM_TYPE, ApplicationContext(pdu.application_context).encode_body()),
+        encode_item(
+            ApplicationContext.ITEM_TYPE, ApplicationContext(pdu.application_context).encode_body()
+        ),
     ]
     parts.extend(encode_item(pc.ITEM_TYPE, pc.encode_body()) for pc in contexts)
     parts.append(encode_user_information(pdu.user_items))
@@ -266,7 +268,9 @@ class PDV:
 
     def encode(self) -> bytes:
         control = (MCH_COMMAND if self.is_command else 0) | (MCH_LAST if self.is_last else 0)
-        return (len(self.data) + 2).to_bytes(4, "big") + bytes((self.context_id, control)) + self.data
+        return (
+            (len(self.data) + 2).to_bytes(4, "big") + bytes((self.context_id, control)) + self.data
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +297,17 @@ def _decode_pdata(r: Reader) -> PDataTF:
         if control & ~(MCH_COMMAND | MCH_LAST):
             # PS3.8 E.2: bits 2-7 "shall be set to 0" (and are not told to be
             # ignored on receipt, unlike reserved fields).
-            raise PDUError(f"message control header 0x{control:02x} has reserved bits set", r.pos - 1)
-        pdvs.append(PDV(context_id, bool(control & MCH_COMMAND), bool(control & MCH_LAST), r.take(length - 2, "PDV data")))
+            raise PDUError(
+                f"message control header 0x{control:02x} has reserved bits set", r.pos - 1
+            )
+        pdvs.append(
+            PDV(
+                context_id,
+                bool(control & MCH_COMMAND),
+                bool(control & MCH_LAST),
+                r.take(length - 2, "PDV data"),
+            )
+        )
     return PDataTF(tuple(pdvs))
 
 
@@ -361,7 +374,7 @@ def _decode_abort(r: Reader) -> Abort:
     return Abort(source, reason)
 
 
-PDU = Union[AssociateRQ, AssociateAC, AssociateRJ, PDataTF, ReleaseRQ, ReleaseRP, Abort]
+PDU = AssociateRQ | AssociateAC | AssociateRJ | PDataTF | ReleaseRQ | ReleaseRP | Abort
 
 # Fixed body lengths, checked from the header alone (PS3.8 9.3.4, 9.3.6-9.3.8).
 FIXED_LENGTH = {A_ASSOCIATE_RJ: 4, A_RELEASE_RQ: 4, A_RELEASE_RP: 4, A_ABORT: 4}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .pdu_fields import Reader, decode_uid, encode_uid, validate_uid
 from .protocol_errors import ABORT_UNRECOGNIZED_PDU_PARAMETER, PDUError
@@ -82,7 +82,10 @@ class PresentationContextRQ:
             validate_uid(ts)
 
     def encode_body(self) -> bytes:
-        parts = [bytes((self.context_id, 0, 0, 0)), encode_item(0x30, encode_uid(self.abstract_syntax))]
+        parts = [
+            bytes((self.context_id, 0, 0, 0)),
+            encode_item(0x30, encode_uid(self.abstract_syntax)),
+        ]
         parts.extend(encode_item(0x40, encode_uid(ts)) for ts in self.transfer_syntaxes)
         return b"".join(parts)
 
@@ -96,7 +99,9 @@ class PresentationContextRQ:
         for sub_type, sub in iter_items(r, "presentation context sub-item"):
             if sub_type == 0x30:
                 if abstract is not None:
-                    raise sub.fail("second abstract syntax sub-item", ABORT_UNRECOGNIZED_PDU_PARAMETER)
+                    raise sub.fail(
+                        "second abstract syntax sub-item", ABORT_UNRECOGNIZED_PDU_PARAMETER
+                    )
                 abstract = _read_rest_uid(sub, "abstract syntax name")
             elif sub_type == 0x40:
                 transfer.append(_read_rest_uid(sub, "transfer syntax name"))
@@ -240,9 +245,9 @@ class AsynchronousOperationsWindow:
     max_operations_performed: int
 
     def encode_body(self) -> bytes:
-        return self.max_operations_invoked.to_bytes(2, "big") + self.max_operations_performed.to_bytes(
+        return self.max_operations_invoked.to_bytes(
             2, "big"
-        )
+        ) + self.max_operations_performed.to_bytes(2, "big")
 
     @classmethod
     def decode_body(cls, r: Reader) -> AsynchronousOperationsWindow:
@@ -292,7 +297,9 @@ class ImplementationVersionName:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.name) <= 16 or not self.name.isascii():
-            raise ValueError(f"implementation version name {self.name!r} is not 1-16 ASCII characters")
+            raise ValueError(
+                f"implementation version name {self.name!r} is not 1-16 ASCII characters"
+            )
 
     def encode_body(self) -> bytes:
         return self.name.encode("ascii")
@@ -316,7 +323,10 @@ class SOPClassExtendedNegotiation:
         validate_uid(self.sop_class_uid)
 
     def encode_body(self) -> bytes:
-        return _u16_prefixed(encode_uid(self.sop_class_uid), "SOP class UID") + self.application_information
+        return (
+            _u16_prefixed(encode_uid(self.sop_class_uid), "SOP class UID")
+            + self.application_information
+        )
 
     @classmethod
     def decode_body(cls, r: Reader) -> SOPClassExtendedNegotiation:
@@ -350,7 +360,9 @@ class SOPClassCommonExtendedNegotiation:
     def decode_body(cls, r: Reader) -> SOPClassCommonExtendedNegotiation:
         sop = _read_uid(r, r.u16("SOP class UID length"), "SOP class UID")
         service = _read_uid(r, r.u16("service class UID length"), "service class UID")
-        related_reader = r.sub(r.u16("related general SOP class length"), "related general SOP classes")
+        related_reader = r.sub(
+            r.u16("related general SOP class length"), "related general SOP classes"
+        )
         related: list[str] = []
         while related_reader.remaining:
             n = related_reader.u16("related general SOP class UID length")
@@ -441,18 +453,18 @@ class UnknownUserItem:
         return self.data
 
 
-UserItem = Union[
-    MaximumLength,
-    ImplementationClassUID,
-    AsynchronousOperationsWindow,
-    RoleSelection,
-    ImplementationVersionName,
-    SOPClassExtendedNegotiation,
-    SOPClassCommonExtendedNegotiation,
-    UserIdentityRQ,
-    UserIdentityAC,
-    UnknownUserItem,
-]
+UserItem = (
+    MaximumLength
+    | ImplementationClassUID
+    | AsynchronousOperationsWindow
+    | RoleSelection
+    | ImplementationVersionName
+    | SOPClassExtendedNegotiation
+    | SOPClassCommonExtendedNegotiation
+    | UserIdentityRQ
+    | UserIdentityAC
+    | UnknownUserItem
+)
 
 _USER_ITEM_DECODERS: dict[int, Callable[[Reader], UserItem]] = {
     cls.ITEM_TYPE: cls.decode_body
@@ -501,5 +513,7 @@ def iter_items(r: Reader, what: str) -> Iterable[tuple[int, Reader]]:
         r.skip(1, f"{what} reserved field")
         length = r.u16(f"{what} length")
         if length > r.remaining:
-            raise r.fail(f"{what} 0x{item_type:02x} length {length} overruns its parent ({r.remaining} left)")
+            raise r.fail(
+                f"{what} 0x{item_type:02x} length {length} overruns its parent ({r.remaining} left)"
+            )
         yield item_type, r.sub(length, what)

@@ -71,8 +71,19 @@ class Event(enum.IntEnum):
 
 # Events raised by the local user or the local transport, as opposed to the peer.
 LOCAL_EVENTS = frozenset(
-    {Event.EVT1, Event.EVT2, Event.EVT5, Event.EVT7, Event.EVT8, Event.EVT9, Event.EVT11,
-     Event.EVT14, Event.EVT15, Event.EVT17, Event.EVT18}
+    {
+        Event.EVT1,
+        Event.EVT2,
+        Event.EVT5,
+        Event.EVT7,
+        Event.EVT8,
+        Event.EVT9,
+        Event.EVT11,
+        Event.EVT14,
+        Event.EVT15,
+        Event.EVT17,
+        Event.EVT18,
+    }
 )
 
 
@@ -119,7 +130,9 @@ _ALL_CONNECTED = (S.STA6, S.STA7, S.STA8, S.STA9, S.STA10, S.STA11, S.STA12)
 _RELEASING = (S.STA8, S.STA9, S.STA10, S.STA11, S.STA12)
 
 
-def _row(cells: dict[State, Action], rest: tuple[State, ...] = (), rest_action: Action | None = None) -> dict[State, Action]:
+def _row(
+    cells: dict[State, Action], rest: tuple[State, ...] = (), rest_action: Action | None = None
+) -> dict[State, Action]:
     row = dict(cells)
     for state in rest:
         assert rest_action is not None
@@ -130,45 +143,104 @@ def _row(cells: dict[State, Action], rest: tuple[State, ...] = (), rest_action: 
 TABLE: dict[Event, dict[State, Action]] = {
     E.EVT1: {S.STA1: A.AE_1},
     E.EVT2: {S.STA4: A.AE_2},
-    E.EVT3: _row({S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AE_3, S.STA13: A.AA_6}, _ALL_CONNECTED, A.AA_8),
-    E.EVT4: _row({S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AE_4, S.STA13: A.AA_6}, _ALL_CONNECTED, A.AA_8),
+    E.EVT3: _row(
+        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AE_3, S.STA13: A.AA_6}, _ALL_CONNECTED, A.AA_8
+    ),
+    E.EVT4: _row(
+        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AE_4, S.STA13: A.AA_6}, _ALL_CONNECTED, A.AA_8
+    ),
     E.EVT5: {S.STA1: A.AE_5},
-    E.EVT6: _row({S.STA2: A.AE_6, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA13: A.AA_7}, _ALL_CONNECTED, A.AA_8),
+    E.EVT6: _row(
+        {S.STA2: A.AE_6, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA13: A.AA_7}, _ALL_CONNECTED, A.AA_8
+    ),
     E.EVT7: {S.STA3: A.AE_7},
     E.EVT8: {S.STA3: A.AE_8},
     E.EVT9: {S.STA6: A.DT_1, S.STA8: A.AR_7},
     E.EVT10: _row(
-        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA6: A.DT_2, S.STA7: A.AR_6, S.STA13: A.AA_6},
-        _RELEASING, A.AA_8,
+        {
+            S.STA2: A.AA_1,
+            S.STA3: A.AA_8,
+            S.STA5: A.AA_8,
+            S.STA6: A.DT_2,
+            S.STA7: A.AR_6,
+            S.STA13: A.AA_6,
+        },
+        _RELEASING,
+        A.AA_8,
     ),
     E.EVT11: {S.STA6: A.AR_1},
     E.EVT12: _row(
-        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA6: A.AR_2, S.STA7: A.AR_8, S.STA13: A.AA_6},
-        _RELEASING, A.AA_8,
+        {
+            S.STA2: A.AA_1,
+            S.STA3: A.AA_8,
+            S.STA5: A.AA_8,
+            S.STA6: A.AR_2,
+            S.STA7: A.AR_8,
+            S.STA13: A.AA_6,
+        },
+        _RELEASING,
+        A.AA_8,
     ),
     E.EVT13: _row(
-        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA6: A.AA_8, S.STA7: A.AR_3,
-         S.STA10: A.AR_10, S.STA11: A.AR_3, S.STA13: A.AA_6},
-        _RELEASING, A.AA_8,
+        {
+            S.STA2: A.AA_1,
+            S.STA3: A.AA_8,
+            S.STA5: A.AA_8,
+            S.STA6: A.AA_8,
+            S.STA7: A.AR_3,
+            S.STA10: A.AR_10,
+            S.STA11: A.AR_3,
+            S.STA13: A.AA_6,
+        },
+        _RELEASING,
+        A.AA_8,
     ),
     E.EVT14: {S.STA8: A.AR_4, S.STA9: A.AR_9, S.STA12: A.AR_4},
     E.EVT15: _row({S.STA3: A.AA_1, S.STA4: A.AA_2, S.STA5: A.AA_1}, _ALL_CONNECTED, A.AA_1),
-    E.EVT16: _row({S.STA2: A.AA_2, S.STA3: A.AA_3, S.STA5: A.AA_3, S.STA13: A.AA_2}, _ALL_CONNECTED, A.AA_3),
-    E.EVT17: _row({S.STA2: A.AA_5, S.STA3: A.AA_4, S.STA4: A.AA_4, S.STA5: A.AA_4, S.STA13: A.AR_5},
-                  _ALL_CONNECTED, A.AA_4),
+    E.EVT16: _row(
+        {S.STA2: A.AA_2, S.STA3: A.AA_3, S.STA5: A.AA_3, S.STA13: A.AA_2}, _ALL_CONNECTED, A.AA_3
+    ),
+    E.EVT17: _row(
+        {S.STA2: A.AA_5, S.STA3: A.AA_4, S.STA4: A.AA_4, S.STA5: A.AA_4, S.STA13: A.AR_5},
+        _ALL_CONNECTED,
+        A.AA_4,
+    ),
     E.EVT18: {S.STA2: A.AA_2, S.STA13: A.AA_2},
-    E.EVT19: _row({S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA13: A.AA_7}, _ALL_CONNECTED, A.AA_8),
+    E.EVT19: _row(
+        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA13: A.AA_7}, _ALL_CONNECTED, A.AA_8
+    ),
 }
 
 # The state each action leads to; AE-6 and AR-8 depend on a condition.
 NEXT_STATE: dict[Action, State | None] = {
-    A.AE_1: S.STA4, A.AE_2: S.STA5, A.AE_3: S.STA6, A.AE_4: S.STA1, A.AE_5: S.STA2,
-    A.AE_6: None, A.AE_7: S.STA6, A.AE_8: S.STA13,
-    A.DT_1: S.STA6, A.DT_2: S.STA6,
-    A.AR_1: S.STA7, A.AR_2: S.STA8, A.AR_3: S.STA1, A.AR_4: S.STA13, A.AR_5: S.STA1,
-    A.AR_6: S.STA7, A.AR_7: S.STA8, A.AR_8: None, A.AR_9: S.STA11, A.AR_10: S.STA12,
-    A.AA_1: S.STA13, A.AA_2: S.STA1, A.AA_3: S.STA1, A.AA_4: S.STA1, A.AA_5: S.STA1,
-    A.AA_6: S.STA13, A.AA_7: S.STA13, A.AA_8: S.STA13,
+    A.AE_1: S.STA4,
+    A.AE_2: S.STA5,
+    A.AE_3: S.STA6,
+    A.AE_4: S.STA1,
+    A.AE_5: S.STA2,
+    A.AE_6: None,
+    A.AE_7: S.STA6,
+    A.AE_8: S.STA13,
+    A.DT_1: S.STA6,
+    A.DT_2: S.STA6,
+    A.AR_1: S.STA7,
+    A.AR_2: S.STA8,
+    A.AR_3: S.STA1,
+    A.AR_4: S.STA13,
+    A.AR_5: S.STA1,
+    A.AR_6: S.STA7,
+    A.AR_7: S.STA8,
+    A.AR_8: None,
+    A.AR_9: S.STA11,
+    A.AR_10: S.STA12,
+    A.AA_1: S.STA13,
+    A.AA_2: S.STA1,
+    A.AA_3: S.STA1,
+    A.AA_4: S.STA1,
+    A.AA_5: S.STA1,
+    A.AA_6: S.STA13,
+    A.AA_7: S.STA13,
+    A.AA_8: S.STA13,
 }
 
 # Actions whose definition says "start ARTIM timer" (AA-1: "start or restart").

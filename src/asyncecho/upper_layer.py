@@ -120,6 +120,10 @@ class UpperLayer:
 
     def request(self, rq: AssociateRQ) -> None:
         """A-ASSOCIATE request (Evt1): next, open the transport connection."""
+        if not self.is_requestor:
+            # An acceptor's connection_made() is Evt5, never Evt2: it would stick in Sta4.
+            raise LocalProtocolError("an acceptor cannot issue an A-ASSOCIATE request")
+        self._check_allowed(Evt.EVT1)
         self.rq = rq
         self._fire(Evt.EVT1, None)
 
@@ -128,10 +132,12 @@ class UpperLayer:
         self._fire(Evt.EVT2 if self.is_requestor else Evt.EVT5, now)
 
     def accept(self, ac: AssociateAC, now: float = 0.0) -> None:
+        self._check_allowed(Evt.EVT7)
         self.ac = ac
         self._fire(Evt.EVT7, now)
 
     def reject(self, rj: AssociateRJ, now: float) -> None:
+        self._check_allowed(Evt.EVT8)
         self.rj = rj
         self._fire(Evt.EVT8, now)
 
@@ -139,6 +145,7 @@ class UpperLayer:
         """P-DATA request (Evt9): one DIMSE message, fragmented to the peer's maximum."""
         if context_id not in self.contexts:
             raise LocalProtocolError(f"presentation context {context_id} was not accepted")
+        self._check_allowed(Evt.EVT9)
         self._pending_message = (context_id, command, data_set)
         self._fire(Evt.EVT9, None)
 
@@ -169,18 +176,18 @@ class UpperLayer:
     # --- input from the peer -------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
-        if self.state in (State.STA1, State.STA4):
-            raise LocalProtocolError(f"no transport connection in {self.state} to receive on")
         if self.should_close or self._stream_broken:
             # The association is over, or the byte stream lost its framing
             # after an invalid PDU: nothing more in it can be read as PDUs.
             return []
+        if self.state in (State.STA1, State.STA4):
+            raise LocalProtocolError(f"no transport connection in {self.state} to receive on")
         events: list[Event] = []
         try:
             pdus = self._framer.feed(data)
-        except PDUError as error:
+        except PDUError as framing_error:
             self._stream_broken = True
-            return self._fire(Evt.EVT19, now, error=error)
+            return self._fire(Evt.EVT19, now, error=framing_error)
         for pdu in pdus:
             event, error = self._classify(pdu)
             events += self._fire(event, now, pdu=pdu, error=error)
@@ -201,19 +208,34 @@ class UpperLayer:
                 assert isinstance(pdu, PDataTF)
                 for pdv in pdu.pdvs:
                     if pdv.context_id not in self.contexts:
-                        raise PDUError(f"PDV for presentation context {pdv.context_id}, which is not accepted", 0)
+                        raise PDUError(
+                            f"PDV for presentation context {pdv.context_id}, which is not accepted",
+                            0,
+                        )
         except PDUError as error:
             return Evt.EVT19, error
         return event, None
 
     # --- the actions ---------------------------------------------------------------
 
+    def _check_allowed(self, event: Evt) -> None:
+        """Refuse a primitive before it changes anything (fire() would refuse it later)."""
+        if self.machine.action_for(event) is None:
+            raise LocalProtocolError(f"{event} is not allowed in {self.state}")
+
     def _send(self, pdu: PDU) -> None:
         self._outbox += pdu.encode()
         if self.sent_pdus is not None:
             self.sent_pdus.append(pdu)
 
-    def _fire(self, event: Evt, now: float | None, *, pdu: PDU | None = None, error: PDUError | None = None) -> list[Event]:
+    def _fire(
+        self,
+        event: Evt,
+        now: float | None,
+        *,
+        pdu: PDU | None = None,
+        error: PDUError | None = None,
+    ) -> list[Event]:
         if now is not None:
             self._now = now
         acceptable = True
@@ -308,11 +330,20 @@ class UpperLayer:
             assert isinstance(pdu, Abort)
             return [Aborted(pdu.source, pdu.reason, by_peer=True)]
         if action is A.AA_4:
-            return [Aborted(ABORT_SOURCE_PROVIDER, ABORT_REASON_NOT_SPECIFIED, by_peer=False, connection_lost=True)]
+            return [
+                Aborted(
+                    ABORT_SOURCE_PROVIDER,
+                    ABORT_REASON_NOT_SPECIFIED,
+                    by_peer=False,
+                    connection_lost=True,
+                )
+            ]
         if action is A.AA_6:
             return []
         if action is A.AA_7:
-            self._send(Abort(ABORT_SOURCE_PROVIDER, error.abort_reason if error else ABORT_UNEXPECTED_PDU))
+            self._send(
+                Abort(ABORT_SOURCE_PROVIDER, error.abort_reason if error else ABORT_UNEXPECTED_PDU)
+            )
             return []
         # AA-8: invalid PDU (Evt19) or a valid PDU at the wrong time.
         reason = error.abort_reason if error is not None else ABORT_UNEXPECTED_PDU

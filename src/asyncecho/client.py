@@ -1,0 +1,498 @@
+"""The requestor side: `echo()`, `verify()` and `associate()`.
+
+A thin driver of the sans-I/O `UpperLayer`: it moves bytes between the core
+and a `Channel`, and bounds every wait by the timeout of its phase, the idle
+network timeout and the overall deadline, whichever is nearest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl as _ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import logs, uids
+from .channel import Channel, ConnectOptions, ReceiveTimeout
+from .dimse import C_ECHO_RSP, decode_command, encode_echo_rq
+from .events import (
+    Aborted,
+    AssociationAccepted,
+    AssociationRejected,
+    Event,
+    MessageReceived,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+from .exceptions import (
+    AcseTimeout,
+    AssociationAborted,
+    ConnectTimeout,
+    DeadlineExceeded,
+    DimseTimeout,
+    EchoError,
+    EchoTimeout,
+    NetworkTimeout,
+    NoAcceptedContext,
+    ProtocolError,
+    TLSHandshakeFailed,
+    connection_error,
+)
+from .exceptions import AssociationRejected as AssociationRejectedError
+from .negotiation import build_rq
+from .pdu import AssociateAC, AssociateRQ
+from .pdu_items import PC_RESULT_NAMES, UserIdentityAC, UserItem
+from .protocol_errors import PDUError
+from .results import EchoResult, Timings
+from .state_machine import State
+from .upper_layer import UpperLayer
+
+_assoc_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class EchoOptions:
+    """Everything that shapes one association; defaults follow echoscu."""
+
+    calling_ae: str = "ECHOSCU"
+    called_ae: str = "ANY-SCP"
+    transfer_syntaxes: Sequence[str] = uids.DEFAULT_TRANSFER_SYNTAXES
+    max_pdu: int = 16382
+    connect_timeout: float | None = 30.0
+    acse_timeout: float | None = 30.0
+    dimse_timeout: float | None = 30.0
+    network_timeout: float | None = 30.0
+    deadline: float | None = None
+    ssl: _ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    user_items: Sequence[UserItem] = ()
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _clock() -> float:
+    if _on_asyncio():
+        return asyncio.get_running_loop().time()
+    import anyio
+
+    return anyio.current_time()
+
+
+def _root_os_error(exc: BaseException) -> BaseException:
+    """anyio wraps the per-address errors of a failed connect: dig out one
+    that says what happened."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        group = getattr(seen, "exceptions", None)
+        if group:
+            for inner in group:
+                found = _root_os_error(inner)
+                if isinstance(found, OSError) and found.errno is not None:
+                    return found
+        seen = seen.__cause__
+    return exc
+
+
+class Association:
+    """An established association (requestor side). Use `associate()`."""
+
+    def __init__(self, host: str, port: int, options: EchoOptions) -> None:
+        self.host = host
+        self.port = port
+        self.options = options
+        self.id = next(_assoc_ids)
+        self.upper = UpperLayer(requestor=True, max_pdu=options.max_pdu)
+        self.channel: Channel | None = None
+        self.rq: AssociateRQ = build_rq(
+            calling_ae=options.calling_ae,
+            called_ae=options.called_ae,
+            transfer_syntaxes=options.transfer_syntaxes,
+            max_pdu=options.max_pdu,
+            extra_user_items=options.user_items,
+        )
+        self.ac: AssociateAC | None = None
+        self.context_id = 0
+        self.transfer_syntax: str | None = None
+        self._message_ids = itertools.count(1)
+        self._started = 0.0
+        self._deadline: float | None = None
+        self.connect_time: float | None = None
+        self.associate_time: float | None = None
+        self.release_time: float | None = None
+
+    # --- opening --------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        options = self.options
+        self._started = _clock()
+        if options.deadline is not None:
+            self._deadline = self._started + options.deadline
+        self.upper.request(self.rq)  # Evt1 -> AE-1: open the transport
+        log_fields: dict[str, Any] = {"assoc": self.id, "peer": f"{self.host}:{self.port}"}
+        logs.log("connect.start", **log_fields)
+        timeout, kind = self._limit(options.connect_timeout, ConnectTimeout, self._started)
+        connect = ConnectOptions(
+            self.host,
+            self.port,
+            timeout,
+            options.ssl,
+            options.server_hostname
+            if options.server_hostname is not None
+            else (self.host if options.ssl else None),
+        )
+        try:
+            if _on_asyncio():
+                from .transport_asyncio import open_asyncio_channel
+
+                self.channel = await open_asyncio_channel(connect)
+            else:
+                from .transport_anyio import open_anyio_channel
+
+                self.channel = await open_anyio_channel(connect)
+        except TimeoutError:
+            logs.log("connect.timeout", level="error", **log_fields)
+            raise kind(
+                options.connect_timeout if kind is ConnectTimeout else options.deadline
+            ) from None
+        except _ssl.SSLError as exc:
+            logs.log("connect.tls_failed", level="error", reason=str(exc), **log_fields)
+            why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            raise TLSHandshakeFailed(
+                f"TLS handshake with {self.host}:{self.port} failed: {why}",
+                host=self.host,
+                port=self.port,
+                os_error=exc,
+            ) from None
+        except OSError as exc:
+            root = _root_os_error(exc)
+            error = connection_error(
+                root if isinstance(root, OSError) else exc, self.host, self.port
+            )
+            logs.log("connect.failed", level="error", reason=error.reason, **log_fields)
+            raise error from None
+        channel = self.channel
+        now = channel.now()
+        self.connect_time = now - self._started
+        logs.log("associate.request", rq=self.rq, **log_fields)
+        self.upper.connection_made(now)  # Evt2 -> AE-2: send the A-ASSOCIATE-RQ
+        await channel.send(self.upper.data_to_send())
+        for event in await self._events(AcseTimeout, options.acse_timeout):
+            if isinstance(event, AssociationAccepted):
+                self._accepted(event.ac)
+                self.associate_time = channel.now() - now
+                logs.log(
+                    "associate.accepted", ac=event.ac, seconds=self.associate_time, **log_fields
+                )
+                break
+            self._raise_for(event)
+        if not self.context_id:
+            assert self.ac is not None
+            results = {
+                pc.context_id: PC_RESULT_NAMES[pc.result] for pc in self.ac.presentation_contexts
+            }
+            logs.log("associate.no_context", level="error", **log_fields)
+            await self._release_quietly()
+            raise NoAcceptedContext(results)
+
+    def _accepted(self, ac: AssociateAC) -> None:
+        self.ac = ac
+        for context_id, (abstract, transfer) in sorted(self.upper.contexts.items()):
+            if abstract == uids.VERIFICATION:
+                self.context_id, self.transfer_syntax = context_id, transfer
+                break
+
+    # --- waiting ----------------------------------------------------------------------
+
+    def _limit(
+        self, phase_timeout: float | None, phase: type[EchoTimeout], now: float
+    ) -> tuple[float | None, type[EchoTimeout]]:
+        limit, kind = phase_timeout, phase
+        if self._deadline is not None:
+            left = self._deadline - now
+            if limit is None or left < limit:
+                limit, kind = left, DeadlineExceeded
+        return limit, kind
+
+    async def _events(self, phase: type[EchoTimeout], phase_timeout: float | None) -> list[Event]:
+        """Read until the upper layer has something to say."""
+        channel, upper = self.channel, self.upper
+        assert channel is not None
+        start = channel.now()
+        phase_end = None if phase_timeout is None else start + phase_timeout
+        network = self.options.network_timeout
+        while True:
+            now = channel.now()
+            limit, kind = self._limit(None if phase_end is None else phase_end - now, phase, now)
+            if network is not None and (limit is None or network < limit):
+                limit, kind = network, NetworkTimeout
+            try:
+                data = await channel.receive(limit)
+            except ReceiveTimeout:
+                await self._abort_now()
+                value = {NetworkTimeout: network, DeadlineExceeded: self.options.deadline}.get(
+                    kind, phase_timeout
+                )
+                logs.log("timeout", level="error", assoc=self.id, phase=kind.phase)
+                raise kind(value) from None
+            now = channel.now()
+            events = upper.receive_data(data, now) if data else upper.connection_lost(now)
+            out = upper.data_to_send()
+            if out:
+                await channel.send(out)
+            if upper.should_close or upper.state is State.STA13:
+                await channel.aclose()
+            elif upper.partial_pdu:
+                channel.quickack()
+            if events:
+                return events
+            if not data or upper.state in (State.STA1, State.STA13):
+                await channel.aclose()
+                raise AssociationAborted("the connection closed without an A-ABORT")
+
+    def _raise_for(self, event: Event) -> None:
+        """Turn an event that ends the association into its exception."""
+        if isinstance(event, AssociationRejected):
+            logs.log("associate.rejected", level="error", assoc=self.id, rj=event.rj)
+            raise AssociationRejectedError(event.rj)
+        if isinstance(event, Aborted):
+            if event.error is not None:
+                logs.log("protocol_error", level="error", assoc=self.id, reason=event.error.message)
+                raise ProtocolError(
+                    f"protocol error from the peer, association aborted: {event.error.message}"
+                )
+            if event.connection_lost:
+                logs.log("aborted", level="error", assoc=self.id, reason="connection closed")
+                raise AssociationAborted("the peer closed the connection during the association")
+            logs.log(
+                "aborted", level="error", assoc=self.id, source=event.source, reason=event.reason
+            )
+            from .pdu import Abort
+
+            pdu = Abort(event.source, event.reason)
+            raise AssociationAborted(
+                "association aborted by the peer "
+                f"(source: {pdu.source_name}, reason: {pdu.reason_name})",
+                source=event.source,
+                reason=event.reason,
+            )
+        if isinstance(event, ReleaseRequested):
+            raise AssociationAborted("the peer released the association with a request outstanding")
+        raise ProtocolError(f"unexpected {type(event).__name__} from the peer")
+
+    # --- the service --------------------------------------------------------------------
+
+    async def echo(self) -> int:
+        """Send one C-ECHO-RQ; return the response's status."""
+        channel, upper = self.channel, self.upper
+        if channel is None or upper.state is not State.STA6:
+            raise RuntimeError(f"no established association ({upper.state})")
+        message_id = next(self._message_ids)
+        upper.send_message(self.context_id, encode_echo_rq(message_id))
+        logs.log("echo.request", assoc=self.id, message_id=message_id)
+        await channel.send(upper.data_to_send())
+        while True:
+            for event in await self._events(DimseTimeout, self.options.dimse_timeout):
+                if isinstance(event, MessageReceived):
+                    return await self._echo_response(event, message_id)
+                if isinstance(event, ReleaseRequested):
+                    # The peer released with our request outstanding: answer
+                    # it (PS3.8 Evt14) rather than leave it waiting, then fail.
+                    upper.release_response(channel.now())
+                    await channel.send(upper.data_to_send())
+                    await channel.aclose()
+                self._raise_for(event)
+
+    async def _echo_response(self, event: MessageReceived, message_id: int) -> int:
+        message = event.message
+        try:
+            command = decode_command(message.command)
+            problem = None
+            if command.command_field != C_ECHO_RSP:
+                problem = f"expected a C-ECHO-RSP, got command field 0x{command.command_field:04X}"
+            elif command.message_id_being_responded_to != message_id:
+                answered = command.message_id_being_responded_to
+                problem = f"C-ECHO-RSP answers message ID {answered}, not {message_id}"
+            elif command.status is None:
+                problem = "C-ECHO-RSP has no Status (0000,0900)"
+            elif message.data_set is not None or command.has_data_set:
+                problem = "C-ECHO-RSP carries a data set"
+        except PDUError as exc:
+            problem = exc.message
+        if problem is not None:
+            logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
+            await self._abort_now()
+            raise ProtocolError(f"protocol error from the peer, association aborted: {problem}")
+        assert command.status is not None
+        logs.log("echo.response", assoc=self.id, message_id=message_id, status=command.status)
+        return command.status
+
+    async def release(self) -> None:
+        """A-RELEASE (PS3.8 7.2); handles a release collision (Sta9-Sta12)."""
+        channel, upper = self.channel, self.upper
+        if channel is None or upper.state is not State.STA6:
+            return
+        start = channel.now()
+        upper.release()
+        logs.log("release.request", assoc=self.id)
+        await channel.send(upper.data_to_send())
+        try:
+            while not upper.should_close:
+                for event in await self._events(AcseTimeout, self.options.acse_timeout):
+                    if isinstance(event, ReleaseConfirmed):
+                        continue
+                    if isinstance(event, ReleaseRequested) and event.collision:
+                        # PS3.8 7.2: the requestor answers first (AR-9, Sta11).
+                        upper.release_response(channel.now())
+                        await channel.send(upper.data_to_send())
+                        continue
+                    if isinstance(event, MessageReceived):
+                        continue  # AR-6: a late message, nothing to do with it
+                    self._raise_for(event)
+        finally:
+            await channel.aclose()
+        self.release_time = channel.now() - start
+        logs.log("release.confirmed", assoc=self.id, seconds=self.release_time)
+
+    async def abort(self) -> None:
+        """A-ABORT (PS3.8 7.3): send it and close at once."""
+        logs.log("abort.request", assoc=self.id)
+        await self._abort_now()
+
+    async def _abort_now(self) -> None:
+        channel, upper = self.channel, self.upper
+        if channel is None:
+            return
+        if upper.state not in (State.STA1, State.STA13):
+            upper.abort(channel.now())
+            await channel.send(upper.data_to_send())
+        # AA-1 would wait in Sta13 for the peer to close; nothing more is
+        # expected from it, so close now (after the A-ABORT is flushed).
+        await channel.aclose()
+
+    async def _release_quietly(self) -> None:
+        try:
+            await self.release()
+        except EchoError:
+            await self._abort_now()
+
+    # --- what the association is --------------------------------------------------------
+
+    @property
+    def peer_max_pdu(self) -> int | None:
+        return self.ac.max_length if self.ac else None
+
+    @property
+    def user_identity_response(self) -> bytes | None:
+        if self.ac is None:
+            return None
+        for item in self.ac.user_items:
+            if isinstance(item, UserIdentityAC):
+                return item.server_response
+        return None
+
+    def result(
+        self,
+        status: int | None,
+        message_id: int | None,
+        echo_time: float | None,
+        *,
+        total: float | None,
+    ) -> EchoResult:
+        ac = self.ac
+        return EchoResult(
+            host=self.host,
+            port=self.port,
+            status=status,
+            message_id=message_id,
+            timings=Timings(
+                self.connect_time, self.associate_time, echo_time, self.release_time, total
+            ),
+            peer_ae=ac.called_ae if ac else None,
+            peer_implementation_class_uid=ac.implementation_class_uid if ac else None,
+            peer_implementation_version_name=ac.implementation_version_name if ac else None,
+            peer_max_pdu=ac.max_length if ac else None,
+            transfer_syntax=self.transfer_syntax,
+            tls_version=self.channel.tls_version if self.channel else None,
+        )
+
+
+def _options(base: EchoOptions | None, overrides: dict[str, Any]) -> EchoOptions:
+    options = base or EchoOptions()
+    return replace(options, **overrides) if overrides else options
+
+
+@asynccontextmanager
+async def associate(
+    host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
+) -> AsyncIterator[Association]:
+    """Open an association for several echoes; released on normal exit,
+    aborted on an exception or cancellation."""
+    assoc = Association(host, port, _options(options, overrides))
+    try:
+        await assoc._open()
+    except BaseException:
+        await _shielded_abort(assoc)
+        raise
+    try:
+        yield assoc
+    except BaseException:
+        await _shielded_abort(assoc)
+        raise
+    try:
+        await assoc.release()
+    except BaseException:
+        await _shielded_abort(assoc)
+        raise
+
+
+async def _shielded_abort(assoc: Association) -> None:
+    if assoc.channel is None:
+        return
+    if _on_asyncio():
+        # asyncio's transport calls never block: nothing to shield.
+        await assoc._abort_now()
+        return
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        await assoc._abort_now()
+
+
+async def echo(
+    host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
+) -> EchoResult:
+    """Associate, send one C-ECHO, release; return the result.
+
+    Raises an `EchoError` subclass for anything the peer or the network did;
+    a non-success status is returned in the result, not raised.
+    """
+    async with associate(host, port, options=options, **overrides) as assoc:
+        assert assoc.channel is not None
+        start = assoc.channel.now()
+        status = await assoc.echo()
+        echo_time = assoc.channel.now() - start
+    total = assoc.channel.now() - assoc._started
+    return assoc.result(status, 1, echo_time, total=total)
+
+
+async def verify(
+    host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
+) -> EchoResult:
+    """Like `echo()`, but never raises for what the peer or the network did:
+    the result is truthy only on success and carries `.error` otherwise.
+    Cancellation still propagates."""
+    try:
+        return await echo(host, port, options=options, **overrides)
+    except EchoError as error:
+        return EchoResult(host=host, port=port, error=error)

@@ -1,0 +1,196 @@
+"""Everything `echo()`, `associate()` and `serve()` raise for what the peer or
+the network did: one hierarchy under `EchoError`.
+
+    EchoError
+    ├── ConnectionFailed            (also an OSError: errno / strerror kept)
+    │   ├── ConnectionRefused
+    │   ├── HostUnreachable
+    │   ├── NameResolutionFailed
+    │   └── TLSHandshakeFailed
+    ├── EchoTimeout                 (also the builtin TimeoutError)
+    │   ├── ConnectTimeout          TCP connect (and TLS handshake)
+    │   ├── AcseTimeout             waiting for A-ASSOCIATE-AC/RJ or A-RELEASE-RP
+    │   ├── DimseTimeout            waiting for the C-ECHO-RSP
+    │   ├── NetworkTimeout          no byte from the peer for network_timeout
+    │   └── DeadlineExceeded        the overall deadline
+    ├── AssociationRejected         A-ASSOCIATE-RJ: result, source, reason
+    ├── AssociationAborted          A-ABORT / A-P-ABORT, or the peer hung up
+    ├── NoAcceptedContext           the peer accepted none of our contexts
+    └── ProtocolError               the peer broke PS3.7/PS3.8 (we aborted)
+
+A C-ECHO-RSP with a non-success status is not an exception: it is the
+`status` of the `EchoResult`, whose `ok` is then False.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+from .pdu import AssociateRJ
+
+
+class EchoError(Exception):
+    """Base of every failure caused by the peer or the network."""
+
+    #: short machine-readable class, e.g. "refused", "timeout-acse"
+    outcome = "error"
+
+
+class ConnectionFailed(EchoError, OSError):
+    """The transport connection could not be opened."""
+
+    outcome = "unreachable"
+
+    def __init__(
+        self, message: str, *, host: str = "", port: int = 0, os_error: BaseException | None = None
+    ) -> None:
+        code = os_error.errno if isinstance(os_error, OSError) else None
+        OSError.__init__(self, code, message)
+        self.message = message
+        self.host = host
+        self.port = port
+        self.os_error = os_error
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def reason(self) -> str:
+        """The operating system's (or TLS library's) own words."""
+        if isinstance(self.os_error, OSError) and self.os_error.strerror:
+            return self.os_error.strerror
+        return str(self.os_error) if self.os_error else self.message
+
+
+class ConnectionRefused(ConnectionFailed):
+    outcome = "refused"
+
+
+class HostUnreachable(ConnectionFailed):
+    outcome = "unreachable"
+
+
+class NameResolutionFailed(ConnectionFailed):
+    outcome = "dns"
+
+
+class TLSHandshakeFailed(ConnectionFailed):
+    outcome = "tls"
+
+
+class EchoTimeout(EchoError, TimeoutError):
+    """A phase took longer than its timeout."""
+
+    outcome = "timeout"
+    phase = ""
+
+    def __init__(self, timeout: float | None, message: str = "") -> None:
+        self.timeout = timeout
+        if not message:
+            after = f" after {timeout:g} s" if timeout is not None else ""
+            message = f"{self.phase} timed out{after}"
+        super().__init__(message)
+
+
+class ConnectTimeout(EchoTimeout):
+    outcome = "timeout-connect"
+    phase = "TCP connect"
+
+
+class AcseTimeout(EchoTimeout):
+    outcome = "timeout-acse"
+    phase = "association (ACSE)"
+
+
+class DimseTimeout(EchoTimeout):
+    outcome = "timeout-dimse"
+    phase = "C-ECHO response (DIMSE)"
+
+
+class NetworkTimeout(EchoTimeout):
+    outcome = "timeout-network"
+    phase = "network (no data from the peer)"
+
+
+class DeadlineExceeded(EchoTimeout):
+    outcome = "timeout-deadline"
+    phase = "overall deadline"
+
+
+class AssociationRejected(EchoError):
+    """The peer answered with an A-ASSOCIATE-RJ (PS3.8 9.3.4)."""
+
+    outcome = "rejected"
+
+    def __init__(self, rj: AssociateRJ) -> None:
+        self.result, self.source, self.reason = rj.result, rj.source, rj.reason
+        self.result_name, self.source_name, self.reason_name = (
+            rj.result_name,
+            rj.source_name,
+            rj.reason_name,
+        )
+        super().__init__(
+            f"association rejected: {self.result_name}, {self.source_name}: {self.reason_name}"
+        )
+
+
+class AssociationAborted(EchoError):
+    """The association ended without a release: the peer sent an A-ABORT, the
+    service provider aborted (A-P-ABORT), or the connection closed under it."""
+
+    outcome = "aborted"
+
+    def __init__(
+        self, message: str, *, source: int | None = None, reason: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.reason = reason
+
+
+class NoAcceptedContext(EchoError):
+    """The peer accepted none of the proposed presentation contexts."""
+
+    outcome = "no-context"
+
+    def __init__(self, results: dict[int, str]) -> None:
+        self.results = results
+        detail = ", ".join(f"context {cid}: {name}" for cid, name in sorted(results.items()))
+        super().__init__(
+            f"no accepted presentation contexts ({detail})"
+            if detail
+            else "no accepted presentation contexts"
+        )
+
+
+class ProtocolError(EchoError):
+    """The peer sent something PS3.7/PS3.8 does not allow; we aborted."""
+
+    outcome = "protocol-error"
+
+
+def connection_error(exc: OSError, host: str, port: int) -> ConnectionFailed:
+    """Map an OS connect error to its typed exception."""
+    import socket
+
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return NameResolutionFailed(
+            f"cannot resolve {host!r}: {exc.strerror or exc}", host=host, port=port, os_error=exc
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionRefused(
+            f"connection to {where} refused", host=host, port=port, os_error=exc
+        )
+    if exc.errno in (
+        _errno.EHOSTUNREACH,
+        _errno.ENETUNREACH,
+        _errno.EADDRNOTAVAIL,
+        _errno.ENETDOWN,
+    ):
+        return HostUnreachable(
+            f"{where} unreachable: {exc.strerror}", host=host, port=port, os_error=exc
+        )
+    return ConnectionFailed(
+        f"cannot connect to {where}: {exc.strerror or exc}", host=host, port=port, os_error=exc
+    )

@@ -1,0 +1,458 @@
+"""The Verification SCP: `serve()`.
+
+On asyncio the whole association runs in `asyncio.Protocol` callbacks: no
+task per connection, one timer handle each. On trio (any non-asyncio anyio
+backend) each connection is a task reading an anyio byte stream. Both drive
+the same `VerificationAcceptor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl as _ssl
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import logs, uids
+from .acceptor import AssociationEstablished, AssociationRefused, EchoAnswered, VerificationAcceptor
+from .client import _on_asyncio
+from .events import Aborted, ReleaseRequested
+from .negotiation import AcceptorPolicy
+from .pdu_fields import validate_ae_title
+from .transport_asyncio import tune_socket
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    ae_title: str = "ANY-SCP"
+    require_called_ae: bool = False
+    allowed_calling_aes: frozenset[str] = frozenset()
+    allowed_called_aes: frozenset[str] = frozenset()
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    transfer_syntaxes: Sequence[str] = (
+        uids.IMPLICIT_VR_LE,
+        uids.EXPLICIT_VR_LE,
+        uids.DEFLATED_EXPLICIT_VR_LE,
+        uids.EXPLICIT_VR_BE,
+    )
+    max_pdu: int = 16382
+    max_associations: int = 10_000
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 30.0
+    ssl: _ssl.SSLContext | None = None
+    backlog: int = 4096
+    policy: AcceptorPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        validate_ae_title(self.ae_title)
+        object.__setattr__(
+            self,
+            "policy",
+            AcceptorPolicy(
+                ae_title=self.ae_title,
+                require_called_ae=self.require_called_ae,
+                allowed_calling_aes=frozenset(self.allowed_calling_aes),
+                allowed_called_aes=frozenset(self.allowed_called_aes),
+                supported={uids.VERIFICATION: tuple(self.transfer_syntaxes)},
+                max_pdu=self.max_pdu,
+            ),
+        )
+
+    def network_allowed(self, peer: Any) -> bool:
+        if not self.allowed_networks:
+            return True
+        try:
+            address = ipaddress.ip_address(str(peer[0]).split("%")[0])
+        except (ValueError, TypeError, IndexError):
+            return False
+        return any(address in net for net in self.allowed_networks)
+
+
+class Server:
+    """A running Verification SCP. `port` is the bound port."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.host = ""
+        self.port = 0
+        self.active = 0  # associations in progress (not counting refused ones)
+        self.accepted_total = 0
+        self.echoes_total = 0
+        self._closers: set[Any] = set()
+
+    def _log(self, peer: Any, happened: Iterable[object]) -> None:
+        where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        for item in happened:
+            if isinstance(item, AssociationEstablished):
+                logs.log(
+                    "scp.associate.accepted",
+                    peer=where,
+                    calling_ae=item.rq.calling_ae,
+                    called_ae=item.rq.called_ae,
+                    rq=item.rq,
+                )
+            elif isinstance(item, AssociationRefused):
+                logs.log(
+                    "scp.associate.rejected",
+                    level="warning",
+                    peer=where,
+                    calling_ae=item.rq.calling_ae,
+                    called_ae=item.rq.called_ae,
+                    reason=item.rj.reason_name,
+                )
+            elif isinstance(item, EchoAnswered):
+                logs.log("scp.echo", peer=where, message_id=item.message_id, status=item.status)
+            elif isinstance(item, ReleaseRequested):
+                logs.log("scp.release", peer=where)
+            elif isinstance(item, Aborted):
+                logs.log(
+                    "scp.aborted",
+                    level="warning",
+                    peer=where,
+                    by_peer=item.by_peer,
+                    reason=item.error.message if item.error else item.reason,
+                )
+
+
+# --- asyncio ---------------------------------------------------------------------------
+
+
+class _ScpProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_acceptor",
+        "_counted",
+        "_last",
+        "_loop",
+        "_peer",
+        "_server",
+        "_sock",
+        "_timer",
+        "_transport",
+    )
+
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = False
+        self._last = 0.0
+        self._peer: Any = None
+        self._sock: Any = None
+        self._acceptor: VerificationAcceptor | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        server, options = self._server, self._server.options
+        self._transport = transport
+        self._peer = transport.get_extra_info("peername")
+        if not options.network_allowed(self._peer):
+            logs.log("scp.refused_network", level="warning", peer=str(self._peer))
+            transport.abort()
+            return
+        self._sock = transport.get_extra_info("socket")
+        tune_socket(self._sock)
+        busy = server.active >= options.max_associations
+        if not busy:
+            server.active += 1
+            self._counted = True
+        server._closers.add(self)
+        now = self._loop.time()
+        self._acceptor = acceptor = VerificationAcceptor(
+            options.policy, artim_timeout=options.acse_timeout, busy=busy
+        )
+        acceptor.connection_made(now)
+        self._last = now
+        self._arm()
+
+    def _arm(self) -> None:
+        acceptor = self._acceptor
+        if acceptor is None:
+            return
+        deadline = acceptor.next_deadline()
+        if acceptor.state is not acceptor.state.STA2 and acceptor.state is not acceptor.state.STA13:
+            idle = self._last + self._server.options.network_timeout
+            deadline = idle if deadline is None else min(deadline, idle)
+        if deadline is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # fires early enough; it re-arms itself if it was too early
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        acceptor, transport = self._acceptor, self._transport
+        if acceptor is None or transport is None:
+            return
+        now = self._loop.time()
+        artim = acceptor.next_deadline()
+        if artim is not None and now >= artim:
+            acceptor.handle_timer(now)  # AA-2: close
+            transport.abort()
+            return
+        if (
+            acceptor.state not in (acceptor.state.STA2, acceptor.state.STA13)
+            and now >= self._last + self._server.options.network_timeout
+        ):
+            logs.log("scp.idle_timeout", level="warning", peer=str(self._peer))
+            acceptor.abort(now)
+            self._flush()
+            transport.close()
+            return
+        self._arm()
+
+    def _flush(self) -> None:
+        acceptor, transport = self._acceptor, self._transport
+        assert acceptor is not None and transport is not None
+        out = acceptor.data_to_send()
+        if out and not transport.is_closing():
+            transport.write(out)
+
+    def data_received(self, data: bytes) -> None:
+        acceptor, transport = self._acceptor, self._transport
+        if acceptor is None or transport is None:
+            return
+        now = self._loop.time()
+        self._last = now
+        happened = acceptor.receive_data(data, now)
+        out = acceptor.data_to_send()
+        if out:
+            transport.write(out)
+        if happened:
+            server = self._server
+            for item in happened:
+                if isinstance(item, EchoAnswered):
+                    server.echoes_total += 1
+                elif isinstance(item, AssociationEstablished):
+                    server.accepted_total += 1
+            if logs.enabled:
+                server._log(self._peer, happened)
+            if acceptor.state is acceptor.state.STA13:
+                self._uncount()
+        if acceptor.should_close:
+            transport.close()
+            return
+        if acceptor.upper.partial_pdu and _QUICKACK is not None and self._sock is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:  # pragma: no cover
+                pass
+        self._arm()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        acceptor = self._acceptor
+        if acceptor is not None:
+            happened = acceptor.connection_lost(self._loop.time())
+            if happened and logs.enabled:
+                self._server._log(self._peer, happened)
+        self._uncount()
+        self._server._closers.discard(self)
+        self._acceptor = None
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._server.active -= 1
+
+    def shutdown(self) -> None:
+        """Abort the association (server shutdown)."""
+        acceptor, transport = self._acceptor, self._transport
+        if acceptor is not None and transport is not None and not transport.is_closing():
+            acceptor.abort(self._loop.time())
+            self._flush()
+            transport.close()
+
+
+@asynccontextmanager
+async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncIterator[Server]:
+    loop = asyncio.get_running_loop()
+    server = Server(options)
+    aserver = await loop.create_server(
+        lambda: _ScpProtocol(server, loop),
+        host,
+        port,
+        backlog=options.backlog,
+        ssl=options.ssl,
+        ssl_handshake_timeout=options.acse_timeout if options.ssl else None,
+    )
+    sockname = aserver.sockets[0].getsockname()
+    server.host, server.port = str(sockname[0]), int(sockname[1])
+    logs.log("scp.listening", host=server.host, port=server.port, ae_title=options.ae_title)
+    try:
+        yield server
+    finally:
+        aserver.close()
+        for protocol in list(server._closers):
+            protocol.shutdown()
+        await aserver.wait_closed() if not server._closers else None
+        logs.log("scp.stopped", host=server.host, port=server.port)
+
+
+# --- anyio (trio) ------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIterator[Server]:
+    import anyio
+    from anyio.abc import ByteStream, SocketAttribute
+    from anyio.streams.tls import TLSListener
+
+    server = Server(options)
+    listener: Any = await anyio.create_tcp_listener(
+        local_host=host, local_port=port, backlog=options.backlog
+    )
+    sockname = listener.extra(SocketAttribute.local_address)
+    server.host, server.port = str(sockname[0]), int(sockname[1])
+    if options.ssl is not None:
+        listener = TLSListener(
+            listener, options.ssl, standard_compatible=False, handshake_timeout=options.acse_timeout
+        )
+
+    async def handle(stream: ByteStream) -> None:
+        peer = stream.extra(SocketAttribute.remote_address, None)
+        if not options.network_allowed(peer):
+            logs.log("scp.refused_network", level="warning", peer=str(peer))
+            await anyio.aclose_forcefully(stream)
+            return
+        raw = stream.extra(SocketAttribute.raw_socket, None)
+        tune_socket(raw)
+        busy = server.active >= options.max_associations
+        if not busy:
+            server.active += 1
+        acceptor = VerificationAcceptor(
+            options.policy, artim_timeout=options.acse_timeout, busy=busy
+        )
+        counted = not busy
+        now = anyio.current_time()
+        acceptor.connection_made(now)
+        last = now
+        try:
+            while not acceptor.should_close:
+                deadline = acceptor.next_deadline()
+                idle_applies = acceptor.state not in (acceptor.state.STA2, acceptor.state.STA13)
+                if idle_applies:
+                    idle = last + options.network_timeout
+                    deadline = idle if deadline is None else min(deadline, idle)
+                data: bytes | None = None
+                with anyio.move_on_after(
+                    max(0.0, (deadline or 0.0) - anyio.current_time())
+                    if deadline is not None
+                    else None
+                ):
+                    try:
+                        data = await stream.receive(65536)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, _ssl.SSLError):
+                        data = b""
+                now = anyio.current_time()
+                if data is None:  # a deadline passed
+                    if acceptor.next_deadline() is not None and now >= (
+                        acceptor.next_deadline() or 0.0
+                    ):
+                        acceptor.handle_timer(now)
+                        break
+                    if idle_applies:
+                        logs.log("scp.idle_timeout", level="warning", peer=str(peer))
+                        acceptor.abort(now)
+                        await _send_quietly(stream, acceptor.data_to_send())
+                        break
+                    continue
+                if not data:
+                    server._log(peer, acceptor.connection_lost(now))
+                    break
+                last = now
+                happened = acceptor.receive_data(data, now)
+                await _send_quietly(stream, acceptor.data_to_send())
+                for item in happened:
+                    if isinstance(item, EchoAnswered):
+                        server.echoes_total += 1
+                    elif isinstance(item, AssociationEstablished):
+                        server.accepted_total += 1
+                if logs.enabled:
+                    server._log(peer, happened)
+                if counted and acceptor.state is acceptor.state.STA13:
+                    counted = False
+                    server.active -= 1
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                acceptor.abort(anyio.current_time())
+                await _send_quietly(stream, acceptor.data_to_send())
+            raise
+        finally:
+            if counted:
+                server.active -= 1
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
+
+    async def serve_one(stream: ByteStream) -> None:
+        await handle(stream)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve_one, tg)
+        logs.log("scp.listening", host=server.host, port=server.port, ae_title=options.ae_title)
+        try:
+            yield server
+        finally:
+            tg.cancel_scope.cancel()
+    with anyio.CancelScope(shield=True):
+        await listener.aclose()
+    logs.log("scp.stopped", host=server.host, port=server.port)
+
+
+async def _send_quietly(stream: Any, data: bytes) -> None:
+    import anyio
+
+    if not data:
+        return
+    try:
+        await stream.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, _ssl.SSLError):
+        pass
+
+
+@asynccontextmanager
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    options: ServerOptions | None = None,
+    **settings: Any,
+) -> AsyncIterator[Server]:
+    """Run a Verification SCP while the block runs; `server.port` is the bound
+    port (0 = ephemeral). In-flight associations are aborted on exit.
+
+    Settings (see `ServerOptions`): ae_title, require_called_ae,
+    allowed_calling_aes, allowed_called_aes, allowed_networks,
+    transfer_syntaxes, max_pdu, max_associations, acse_timeout,
+    dimse_timeout, network_timeout, ssl, backlog.
+    """
+    if options is None:
+        if "allowed_networks" in settings:
+            settings["allowed_networks"] = tuple(
+                ipaddress.ip_network(n, strict=False) for n in settings["allowed_networks"]
+            )
+        for key in ("allowed_calling_aes", "allowed_called_aes"):
+            if key in settings:
+                settings[key] = frozenset(settings[key])
+        options = ServerOptions(**settings)
+    if _on_asyncio():
+        async with _serve_asyncio(host, port, options) as server:
+            yield server
+    else:
+        async with _serve_anyio(host, port, options) as server:
+            yield server

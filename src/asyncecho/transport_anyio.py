@@ -1,0 +1,106 @@
+"""The client transport over anyio byte streams: the same core under trio
+(or any anyio backend)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute
+from anyio.streams.tls import TLSAttribute, TLSStream
+
+from .channel import ConnectOptions, ReceiveTimeout
+from .transport_asyncio import tune_socket
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+_RECEIVE_SIZE = 65536
+
+
+class AnyioChannel:
+    __slots__ = ("_closed", "_stream")
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+        self._closed = False
+        tune_socket(stream.extra(SocketAttribute.raw_socket, None))
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    async def send(self, data: bytes) -> None:
+        if data and not self._closed:
+            try:
+                await self._stream.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                self._closed = True
+
+    async def receive(self, timeout: float | None) -> bytes:
+        if self._closed:
+            return b""
+        try:
+            if timeout is None:
+                return await self._stream.receive(_RECEIVE_SIZE)
+            with anyio.move_on_after(max(timeout, 0.0)):
+                return await self._stream.receive(_RECEIVE_SIZE)
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+            ssl.SSLError,
+        ):
+            self._closed = True
+            return b""
+        raise ReceiveTimeout()
+
+    def quickack(self) -> None:
+        sock = self._stream.extra(SocketAttribute.raw_socket, None)
+        if _QUICKACK is not None and sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:  # pragma: no cover
+                pass
+
+    async def aclose(self) -> None:
+        self._closed = True
+        with anyio.move_on_after(1.0, shield=True):
+            await self._stream.aclose()
+
+    async def abort(self) -> None:
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self._stream)
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        peer = self._stream.extra(SocketAttribute.remote_address, None)
+        return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+
+    @property
+    def tls_version(self) -> str | None:
+        obj = self._stream.extra(TLSAttribute.ssl_object, None)
+        return str(obj.version()) if obj is not None else None
+
+
+async def open_anyio_channel(options: ConnectOptions) -> AnyioChannel:
+    stream: ByteStream
+    with anyio.fail_after(options.timeout):
+        stream = await anyio.connect_tcp(
+            options.host,
+            options.port,
+            local_host=options.local_address[0] if options.local_address else None,
+        )
+        if options.ssl is not None:
+            try:
+                stream = await TLSStream.wrap(
+                    stream,
+                    server_side=False,
+                    hostname=options.server_hostname,
+                    ssl_context=options.ssl,
+                    standard_compatible=False,
+                )
+            except BaseException:
+                await anyio.aclose_forcefully(stream)
+                raise
+    return AnyioChannel(stream)
