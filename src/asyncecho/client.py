@@ -192,7 +192,11 @@ class Association:
                 self._accepted(event.ac)
                 self.associate_time = channel.now() - now
                 logs.log(
-                    "associate.accepted", ac=event.ac, seconds=self.associate_time, **log_fields
+                    "associate.accepted",
+                    ac=event.ac,
+                    rq=self.rq,
+                    seconds=self.associate_time,
+                    **log_fields,
                 )
                 break
             self._raise_for(event)

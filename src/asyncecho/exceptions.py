@@ -57,8 +57,13 @@ class ConnectionFailed(EchoError, OSError):
     @property
     def reason(self) -> str:
         """The operating system's (or TLS library's) own words."""
-        if isinstance(self.os_error, OSError) and self.os_error.strerror:
-            return self.os_error.strerror
+        error = self.os_error
+        if isinstance(error, OSError) and error.errno is not None and error.errno > 0:
+            import os
+
+            return os.strerror(error.errno)  # asyncio's strerror is "Connect call failed …"
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
         return str(self.os_error) if self.os_error else self.message
 
 

@@ -1,0 +1,167 @@
+"""`asyncecho echoscp PORT`: a Verification SCP on `serve()`, logging each
+association in echoscu's `I:`/`D:` style. SIGINT/SIGTERM stop it cleanly:
+in-flight associations are aborted, nothing is left listening, exit 0."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from . import uids
+from ._version import __version__
+from .cli_echoscu import _ae, _port, add_logging_options, add_timeouts, log_level
+
+PROG = "echoscp"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=f"{PROG} [options] port",
+        description=(
+            "The echoscp application implements a Service Class Provider (SCP) for the "
+            "Verification Service Class. It answers every C-ECHO request it receives."
+        ),
+        epilog="exit status: 0 after a clean shutdown (SIGINT/SIGTERM); 1 if it cannot listen; 2 usage.",
+    )
+    params = parser.add_argument_group("Parameters")
+    params.add_argument("port", type=_port, help="TCP/IP port number to listen on")
+
+    general = parser.add_argument_group("General Options")
+    general.add_argument(
+        "--version",
+        action="version",
+        version=f"asyncecho {PROG} v{__version__}",
+        help="print version information and exit",
+    )
+    add_logging_options(general)
+
+    network = parser.add_argument_group("Network Options")
+    network.add_argument(
+        "-aet",
+        "--ae-title",
+        metavar="[a]etitle",
+        type=_ae,
+        default="ANY-SCP",
+        help="set my AE title (default: ANY-SCP)",
+    )
+    network.add_argument(
+        "-ba",
+        "--bind-address",
+        metavar="[a]ddress",
+        default="",
+        help="the address to listen on (default: all interfaces)",
+    )
+    network.add_argument(
+        "--require-called-aet",
+        action="store_true",
+        help="reject associations whose called AE title is not mine "
+        "(Called AE title not recognised)",
+    )
+    network.add_argument(
+        "--allowed-calling-aet",
+        metavar="[a]etitle",
+        type=_ae,
+        action="append",
+        default=[],
+        help="accept only this calling AE title (repeat for more; default: any)",
+    )
+    network.add_argument(
+        "--allowed-network",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="accept connections only from this network (repeat for more; default: any)",
+    )
+    network.add_argument(
+        "--max-associations",
+        metavar="[n]umber",
+        type=int,
+        default=10_000,
+        help="at most n associations at once; more are rejected as transient "
+        "(Local limit exceeded) (default: 10000)",
+    )
+    add_timeouts(network)
+
+    syntax = parser.add_argument_group("Transfer Syntax Options").add_mutually_exclusive_group()
+    syntax.add_argument(
+        "-xe",
+        "--prefer-little",
+        action="store_const",
+        dest="syntax",
+        const=uids.EXPLICIT_VR_LE,
+        help="accept explicit VR little endian TS only",
+    )
+    syntax.add_argument(
+        "-xb",
+        "--prefer-big",
+        action="store_const",
+        dest="syntax",
+        const=uids.EXPLICIT_VR_BE,
+        help="accept explicit VR big endian TS only",
+    )
+    syntax.add_argument(
+        "-xi",
+        "--implicit",
+        action="store_const",
+        dest="syntax",
+        const=uids.IMPLICIT_VR_LE,
+        help="accept implicit VR little endian TS only",
+    )
+    return parser
+
+
+async def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from .server import serve
+
+    settings: dict[str, Any] = {
+        "ae_title": args.ae_title,
+        "require_called_ae": args.require_called_aet,
+        "allowed_calling_aes": args.allowed_calling_aet,
+        "allowed_networks": args.allowed_network,
+        "max_associations": args.max_associations,
+        "acse_timeout": args.acse_timeout,
+        "dimse_timeout": args.dimse_timeout,
+        "network_timeout": args.network_timeout,
+        "max_pdu": args.max_pdu,
+    }
+    if args.syntax:
+        settings["transfer_syntaxes"] = (args.syntax,)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(args.bind_address, args.port, **settings):
+        await stop.wait()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import ipaddress
+
+    for network in args.allowed_network:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            parser.error(f"argument --allowed-network: {exc}")
+    from . import logs
+    from .cli_output import CliLog
+
+    log = CliLog(log_level(args))
+    logs.enable_logging(log)
+    import asyncio
+
+    try:
+        return asyncio.run(run(args))
+    except OSError as exc:
+        log.say(
+            "error",
+            f"Cannot listen on {args.bind_address or '*'}:{args.port}: {exc.strerror or exc}",
+        )
+        return 1

@@ -1,0 +1,322 @@
+"""`asyncecho echoscu`: a drop-in for pynetdicom's echoscu
+(shared/seed/echoscu.md), over `associate()`.
+
+Exit status: 0 only if every echo returned Success; 1 for any association,
+network or DIMSE failure or a non-success status; 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from . import uids
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .cli_output import CliLog
+    from .exceptions import EchoError
+
+PROG = "echoscu"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = (
+    "The echoscu application implements a Service Class User (SCU) for the "
+    "Verification Service Class. It sends a DICOM C-ECHO message to a Service "
+    "Class Provider (SCP) and waits for a response. The application can be "
+    "used to verify basic DICOM connectivity."
+)
+EPILOG = (
+    "exit status: 0 if every echo returned Success; 1 if the association, the "
+    "network or any echo failed (including a non-success status); 2 for "
+    "usage errors."
+)
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535: {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _ae(text: str) -> str:
+    from .pdu_fields import validate_ae_title
+
+    try:
+        return validate_ae_title(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_logging_options(group: argparse._ArgumentGroup) -> None:
+    verbosity = group.add_mutually_exclusive_group()
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", help="quiet mode, print no warnings and errors"
+    )
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", help="verbose mode, print processing details"
+    )
+    verbosity.add_argument(
+        "-d", "--debug", action="store_true", help="debug mode, print debug information"
+    )
+    group.add_argument(
+        "-ll",
+        "--log-level",
+        metavar="[l]",
+        type=str.lower,
+        choices=["critical", "error", "warn", "warning", "info", "debug"],
+        help="use level l for the logger (critical, error, warn, info, debug)",
+    )
+
+
+def add_timeouts(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "-ta",
+        "--acse-timeout",
+        metavar="[s]econds",
+        type=_float,
+        default=30.0,
+        help="timeout for ACSE messages (default: 30 s)",
+    )
+    group.add_argument(
+        "-td",
+        "--dimse-timeout",
+        metavar="[s]econds",
+        type=_float,
+        default=30.0,
+        help="timeout for DIMSE messages (default: 30 s)",
+    )
+    group.add_argument(
+        "-tn",
+        "--network-timeout",
+        metavar="[s]econds",
+        type=_float,
+        default=30.0,
+        help="timeout for the network, the TCP connect included (default: 30 s)",
+    )
+    group.add_argument(
+        "-pdu",
+        "--max-pdu",
+        metavar="[n]umber of bytes",
+        type=_non_negative,
+        default=16382,
+        help="set max receive pdu to n bytes (0 for unlimited, default: 16382)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=f"{PROG} [options] addr port",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    params = parser.add_argument_group("Parameters")
+    params.add_argument("addr", help="TCP/IP address of DICOM peer")
+    params.add_argument("port", type=_port, help="TCP/IP port number of peer")
+
+    general = parser.add_argument_group("General Options")
+    general.add_argument(
+        "--version",
+        action="version",
+        version=f"asyncecho {PROG} v{__version__}",
+        help="print version information and exit",
+    )
+    add_logging_options(general)
+
+    network = parser.add_argument_group("Network Options")
+    network.add_argument(
+        "-aet",
+        "--calling-aet",
+        metavar="[a]etitle",
+        type=_ae,
+        default="ECHOSCU",
+        help="set my calling AE title (default: ECHOSCU)",
+    )
+    network.add_argument(
+        "-aec",
+        "--called-aet",
+        metavar="[a]etitle",
+        type=_ae,
+        default="ANY-SCP",
+        help="set called AE title of peer (default: ANY-SCP)",
+    )
+    add_timeouts(network)
+
+    syntax = parser.add_argument_group("Transfer Syntax Options").add_mutually_exclusive_group()
+    syntax.add_argument(
+        "-xe",
+        "--request-little",
+        action="store_const",
+        dest="syntax",
+        const=uids.EXPLICIT_VR_LE,
+        help="request explicit VR little endian TS only",
+    )
+    syntax.add_argument(
+        "-xb",
+        "--request-big",
+        action="store_const",
+        dest="syntax",
+        const=uids.EXPLICIT_VR_BE,
+        help="request explicit VR big endian TS only",
+    )
+    syntax.add_argument(
+        "-xi",
+        "--request-implicit",
+        action="store_const",
+        dest="syntax",
+        const=uids.IMPLICIT_VR_LE,
+        help="request implicit VR little endian TS only",
+    )
+
+    misc = parser.add_argument_group("Miscellaneous Options")
+    misc.add_argument(
+        "--repeat",
+        metavar="[n]umber",
+        type=_positive,
+        default=1,
+        help="repeat echo request n times (on one association, message IDs 1..n)",
+    )
+    misc.add_argument(
+        "--abort", action="store_true", help="abort association instead of releasing it"
+    )
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def log_level(args: argparse.Namespace) -> str:
+    if args.quiet:
+        return "critical"
+    if args.debug:
+        return "debug"
+    if args.verbose:
+        return "info"
+    if args.log_level:
+        return "warning" if args.log_level == "warn" else str(args.log_level)
+    return "error"
+
+
+def report_error(log: CliLog, error: EchoError) -> None:
+    """The `E:` lines for a failure, in echoscu's words where it has them."""
+    from . import exceptions as ex
+
+    if isinstance(error, ex.AssociationRejected):
+        log.say("error", "Association Rejected")
+        log.say("error", f"Result: {error.result_name}, Source: {error.source_name}")
+        log.say("error", f"Reason: {error.reason_name}")
+    elif isinstance(error, ex.NoAcceptedContext):
+        log.say("error", "No accepted presentation contexts")
+    elif isinstance(error, ex.ConnectTimeout):
+        log.say("error", "Association request failed: unable to connect to remote")
+        log.say("error", f"TCP Initialisation Error: {error}")
+    elif isinstance(error, ex.ConnectionFailed):
+        log.say("error", "Association request failed: unable to connect to remote")
+        reason = error.reason
+        if isinstance(error, ex.NameResolutionFailed):
+            reason = f"{reason} (cannot resolve {error.host!r})"
+        elif isinstance(error, ex.TLSHandshakeFailed):
+            reason = str(error)
+        log.say("error", f"TCP Initialisation Error: {reason}")
+    elif isinstance(error, ex.AcseTimeout):
+        log.say("error", f"ACSE timeout reached: {error}")
+        log.say("error", "Association Aborted")
+    elif isinstance(error, ex.DimseTimeout):
+        log.say("error", f"DIMSE timeout reached: {error}")
+        log.say("error", "Association Aborted")
+    elif isinstance(error, (ex.NetworkTimeout, ex.DeadlineExceeded)):
+        log.say("error", f"Network timeout reached: {error}")
+        log.say("error", "Association Aborted")
+    elif isinstance(error, ex.ProtocolError):
+        log.say("error", f"Protocol error: {error}")
+        log.say("error", "Association Aborted")
+    elif isinstance(error, ex.AssociationAborted):
+        log.say("error", "Association Aborted")
+        log.say("error", f"Reason: {error}")
+    else:  # pragma: no cover - every EchoError subclass is handled above
+        log.say("error", str(error))
+
+
+async def run(args: argparse.Namespace, log: CliLog) -> int:
+    from .client import EchoOptions, associate
+    from .dimse import STATUS_SUCCESS, status_name
+    from .exceptions import EchoError
+
+    options = EchoOptions(
+        calling_ae=args.calling_aet,
+        called_ae=args.called_aet,
+        transfer_syntaxes=(args.syntax,) if args.syntax else uids.DEFAULT_TRANSFER_SYNTAXES,
+        max_pdu=args.max_pdu,
+        connect_timeout=args.network_timeout,
+        acse_timeout=args.acse_timeout,
+        dimse_timeout=args.dimse_timeout,
+        network_timeout=args.network_timeout,
+    )
+    failed = False
+    try:
+        async with associate(args.addr, args.port, options=options) as assoc:
+            for _ in range(args.repeat):
+                status = await assoc.echo()
+                if status != STATUS_SUCCESS:
+                    failed = True
+                    if not log.enabled_for("info"):
+                        log.say(
+                            "error",
+                            f"Received Echo Response (Status: 0x{status:04X} - {status_name(status)})",
+                        )
+            if args.abort:
+                await assoc.abort()
+    except EchoError as error:
+        report_error(log, error)
+        return EXIT_FAILED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .cli_output import CliLog
+
+    log = CliLog(log_level(args))
+    if log.enabled_for("info"):
+        from . import logs
+
+        logs.enable_logging(log)
+    if log.debug_on:
+        log.say("debug", f"asyncecho {PROG} v{__version__}")
+        log.say("debug", "")
+    import asyncio
+
+    try:
+        return asyncio.run(run(args, log))
+    except KeyboardInterrupt:
+        return 130
