@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import ssl as _ssl
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -130,6 +130,8 @@ class Association:
         self.connect_time: float | None = None
         self.associate_time: float | None = None
         self.release_time: float | None = None
+        self.echo_time: float | None = None
+        self.status: int | None = None
 
     # --- opening --------------------------------------------------------------------
 
@@ -436,13 +438,17 @@ def _options(base: EchoOptions | None, overrides: dict[str, Any]) -> EchoOptions
     return replace(options, **overrides) if overrides else options
 
 
-@asynccontextmanager
-async def associate(
+def associate(
     host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
-) -> AsyncIterator[Association]:
-    """Open an association for several echoes; released on normal exit,
-    aborted on an exception or cancellation."""
-    assoc = Association(host, port, _options(options, overrides))
+) -> AbstractAsyncContextManager[Association]:
+    """Open an association for several echoes (`await assoc.echo()`, message
+    IDs 1, 2, ...): released on normal exit, aborted on an exception or
+    cancellation."""
+    return _associated(Association(host, port, _options(options, overrides)))
+
+
+@asynccontextmanager
+async def _associated(assoc: Association) -> AsyncIterator[Association]:
     try:
         await assoc._open()
     except BaseException:
@@ -473,6 +479,18 @@ async def _shielded_abort(assoc: Association) -> None:
         await assoc._abort_now()
 
 
+async def _echo_once(assoc: Association) -> EchoResult:
+    """Associate, one C-ECHO, release; errors propagate with `assoc` holding
+    what was learnt before them."""
+    async with _associated(assoc):
+        assert assoc.channel is not None
+        start = assoc.channel.now()
+        status = await assoc.echo()
+        assoc.echo_time = assoc.channel.now() - start
+        assoc.status = status
+    return assoc.result(status, 1, assoc.echo_time, total=assoc.channel.now() - assoc._started)
+
+
 async def echo(
     host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
 ) -> EchoResult:
@@ -481,22 +499,22 @@ async def echo(
     Raises an `EchoError` subclass for anything the peer or the network did;
     a non-success status is returned in the result, not raised.
     """
-    async with associate(host, port, options=options, **overrides) as assoc:
-        assert assoc.channel is not None
-        start = assoc.channel.now()
-        status = await assoc.echo()
-        echo_time = assoc.channel.now() - start
-    total = assoc.channel.now() - assoc._started
-    return assoc.result(status, 1, echo_time, total=total)
+    return await _echo_once(Association(host, port, _options(options, overrides)))
 
 
 async def verify(
     host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
 ) -> EchoResult:
     """Like `echo()`, but never raises for what the peer or the network did:
-    the result is truthy only on success and carries `.error` otherwise.
-    Cancellation still propagates."""
+    the result is truthy only on success and carries `.error` (and the
+    timings of the phases it got through) otherwise. Cancellation and
+    invalid arguments still raise."""
+    assoc = Association(host, port, _options(options, overrides))
     try:
-        return await echo(host, port, options=options, **overrides)
+        return await _echo_once(assoc)
     except EchoError as error:
-        return EchoResult(host=host, port=port, error=error)
+        end = assoc.channel.now() if assoc.channel is not None else _clock()
+        total = end - assoc._started if assoc._started else None
+        message_id = 1 if assoc.status is not None else None
+        partial = assoc.result(assoc.status, message_id, assoc.echo_time, total=total)
+        return replace(partial, error=error)

@@ -8,6 +8,7 @@ length such as 0xFFFFFFFF costs nothing.
 from __future__ import annotations
 
 from .pdu import PDU, PDU_HEADER, check_header, decode_pdu
+from .protocol_errors import PDUError
 
 # An A-ASSOCIATE-RQ/AC carries at most 128 presentation contexts and a user
 # information item of at most 64 KiB per field; 1 MiB is far above any real one.
@@ -24,7 +25,7 @@ class PDUFramer:
     after that the framer must not be fed again.
     """
 
-    __slots__ = ("_buffer", "_expected", "max_associate_length", "max_pdata_length")
+    __slots__ = ("_buffer", "_expected", "error", "max_associate_length", "max_pdata_length")
 
     def __init__(
         self,
@@ -35,6 +36,10 @@ class PDUFramer:
         self.max_associate_length = max_associate_length
         self._buffer = bytearray()
         self._expected = 0  # total bytes of the PDU being received, 0 = header not yet read
+        # The violation that ended the stream. PDUs decoded before it in the
+        # same chunk are still returned, so that chunking never changes what
+        # the peer is seen to have sent; `feed` raises it from then on.
+        self.error: PDUError | None = None
 
     @property
     def partial(self) -> bool:
@@ -42,18 +47,33 @@ class PDUFramer:
         return bool(self._buffer)
 
     def feed(self, data: bytes) -> list[PDU]:
-        buffer = self._buffer
-        buffer += data
+        """Whole PDUs completed by `data`. Raises PDUError if the stream is
+        invalid before any PDU in this chunk; if valid PDUs came first they
+        are returned and `error` is set."""
+        if self.error is not None:
+            raise self.error
+        self._buffer += data
         pdus: list[PDU] = []
+        try:
+            self._split(pdus)
+        except PDUError as error:
+            self.error = error
+            self._buffer.clear()
+            if not pdus:
+                raise
+        return pdus
+
+    def _split(self, pdus: list[PDU]) -> None:
+        buffer = self._buffer
         while True:
             if not self._expected:
                 if len(buffer) < PDU_HEADER:
-                    return pdus
+                    return
                 length = int.from_bytes(buffer[2:6], "big")
                 check_header(buffer[0], length, self.max_pdata_length, self.max_associate_length)
                 self._expected = PDU_HEADER + length
             if len(buffer) < self._expected:
-                return pdus
+                return
             whole = bytes(buffer[: self._expected])
             del buffer[: self._expected]
             self._expected = 0

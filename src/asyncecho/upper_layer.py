@@ -192,7 +192,11 @@ class UpperLayer:
             event, error = self._classify(pdu)
             events += self._fire(event, now, pdu=pdu, error=error)
             if self.should_close or event is Evt.EVT19:
-                break
+                return events
+        if self._framer.error is not None:
+            # Valid PDUs came first in this chunk; now the invalid one.
+            self._stream_broken = True
+            events += self._fire(Evt.EVT19, now, error=self._framer.error)
         return events
 
     def _classify(self, pdu: PDU) -> tuple[Evt, PDUError | None]:
