@@ -48,4 +48,9 @@ class Channel(Protocol):
     def peer(self) -> tuple[str, int] | None: ...
 
     @property
-    def tls_version(self) -> str | None: ...
+    def error(self) -> BaseException | None:
+        """What broke the connection (e.g. a TLS alert), if it did not simply close."""
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version ("TLSv1.3"), None without TLS."""

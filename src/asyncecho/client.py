@@ -168,14 +168,7 @@ class Association:
                 options.connect_timeout if kind is ConnectTimeout else options.deadline
             ) from None
         except _ssl.SSLError as exc:
-            logs.log("connect.tls_failed", level="error", reason=str(exc), **log_fields)
-            why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-            raise TLSHandshakeFailed(
-                f"TLS handshake with {self.host}:{self.port} failed: {why}",
-                host=self.host,
-                port=self.port,
-                os_error=exc,
-            ) from None
+            raise self._tls_failed(exc) from None
         except OSError as exc:
             root = _root_os_error(exc)
             error = connection_error(
@@ -184,6 +177,7 @@ class Association:
             logs.log("connect.failed", level="error", reason=error.reason, **log_fields)
             raise error from None
         channel = self.channel
+        assert channel is not None
         now = channel.now()
         self.connect_time = now - self._started
         logs.log("associate.request", rq=self.rq, **log_fields)
@@ -210,6 +204,18 @@ class Association:
             logs.log("associate.no_context", level="error", **log_fields)
             await self._release_quietly()
             raise NoAcceptedContext(results)
+
+    def _tls_failed(self, exc: _ssl.SSLError) -> TLSHandshakeFailed:
+        from .tls import describe_ssl_error
+
+        why = describe_ssl_error(exc)
+        logs.log("connect.tls_failed", level="error", assoc=self.id, reason=why)
+        return TLSHandshakeFailed(
+            f"TLS handshake with {self.host}:{self.port} failed: {why}",
+            host=self.host,
+            port=self.port,
+            os_error=exc,
+        )
 
     def _accepted(self, ac: AssociateAC) -> None:
         self.ac = ac
@@ -252,6 +258,11 @@ class Association:
                 logs.log("timeout", level="error", assoc=self.id, phase=kind.phase)
                 raise kind(value) from None
             now = channel.now()
+            if not data and isinstance(channel.error, _ssl.SSLError):
+                # TLS 1.3 reports a refused client certificate after the
+                # handshake, on the first read.
+                await channel.abort()
+                raise self._tls_failed(channel.error)
             events = upper.receive_data(data, now) if data else upper.connection_lost(now)
             out = upper.data_to_send()
             if out:
@@ -279,7 +290,14 @@ class Association:
                 )
             if event.connection_lost:
                 logs.log("aborted", level="error", assoc=self.id, reason="connection closed")
-                raise AssociationAborted("the peer closed the connection during the association")
+                hint = ""
+                if self.channel is not None and self.channel.tls_version and self.ac is None:
+                    # TLS 1.3 checks a client certificate after the handshake;
+                    # asyncio reports the peer's alert only as a close.
+                    hint = " (over TLS: the peer may require a client certificate we did not send)"
+                raise AssociationAborted(
+                    "the peer closed the connection during the association" + hint
+                )
             logs.log(
                 "aborted", level="error", assoc=self.id, source=event.source, reason=event.reason
             )

@@ -82,6 +82,12 @@ class NameResolutionFailed(ConnectionFailed):
 class TLSHandshakeFailed(ConnectionFailed):
     outcome = "tls"
 
+    @property
+    def reason(self) -> str:
+        from .tls import describe_ssl_error
+
+        return describe_ssl_error(self.os_error) if self.os_error else self.message
+
 
 class EchoTimeout(EchoError, TimeoutError):
     """A phase took longer than its timeout."""

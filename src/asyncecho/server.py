@@ -304,6 +304,20 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
         logs.log("scp.stopped", host=server.host, port=server.port)
 
 
+class _TLSHandshakeLogging:
+    """anyio's TLSListener logs a traceback for every failed handshake; a
+    client with the wrong certificate is an event, not a crash."""
+
+    @staticmethod
+    async def handle_handshake_error(exc: BaseException, stream: Any) -> None:
+        import anyio
+
+        from .tls import describe_ssl_error
+
+        logs.log("scp.tls_failed", level="warning", reason=describe_ssl_error(exc))
+        await anyio.aclose_forcefully(stream)
+
+
 # --- anyio (trio) ------------------------------------------------------------------------
 
 
@@ -313,6 +327,9 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
     from anyio.abc import ByteStream, SocketAttribute
     from anyio.streams.tls import TLSListener
 
+    class _QuietTLSListener(_TLSHandshakeLogging, TLSListener):
+        pass
+
     server = Server(options)
     listener: Any = await anyio.create_tcp_listener(
         local_host=host, local_port=port, backlog=options.backlog
@@ -320,7 +337,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
     sockname = listener.extra(SocketAttribute.local_address)
     server.host, server.port = str(sockname[0]), int(sockname[1])
     if options.ssl is not None:
-        listener = TLSListener(
+        listener = _QuietTLSListener(
             listener, options.ssl, standard_compatible=False, handshake_timeout=options.acse_timeout
         )
 

@@ -18,12 +18,15 @@ _RECEIVE_SIZE = 65536
 
 
 class AnyioChannel:
-    __slots__ = ("_closed", "_stream")
+    __slots__ = ("_closed", "_stream", "error", "tls_version")
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self._closed = False
+        self.error: BaseException | None = None
         tune_socket(stream.extra(SocketAttribute.raw_socket, None))
+        ssl_object = stream.extra(TLSAttribute.ssl_object, None)
+        self.tls_version: str | None = str(ssl_object.version()) if ssl_object is not None else None
 
     def now(self) -> float:
         return anyio.current_time()
@@ -76,11 +79,6 @@ class AnyioChannel:
     def peer(self) -> tuple[str, int] | None:
         peer = self._stream.extra(SocketAttribute.remote_address, None)
         return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-
-    @property
-    def tls_version(self) -> str | None:
-        obj = self._stream.extra(TLSAttribute.ssl_object, None)
-        return str(obj.version()) if obj is not None else None
 
 
 async def open_anyio_channel(options: ConnectOptions) -> AnyioChannel:

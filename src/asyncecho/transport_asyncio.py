@@ -68,7 +68,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class AsyncioChannel:
-    __slots__ = ("_loop", "_protocol", "_transport")
+    __slots__ = ("_loop", "_protocol", "_transport", "tls_version")
 
     def __init__(
         self,
@@ -79,6 +79,9 @@ class AsyncioChannel:
         self._loop = loop
         self._transport = transport
         self._protocol = protocol
+        # Read now: an SSL transport forgets it once closed.
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.tls_version: str | None = str(ssl_object.version()) if ssl_object is not None else None
 
     def now(self) -> float:
         return self._loop.time()
@@ -121,6 +124,11 @@ class AsyncioChannel:
     async def aclose(self) -> None:
         self._transport.close()
 
+    @property
+    def error(self) -> BaseException | None:
+        """What broke the connection, if it did not simply close."""
+        return self._protocol._error
+
     async def abort(self) -> None:
         self._transport.abort()
 
@@ -128,11 +136,6 @@ class AsyncioChannel:
     def peer(self) -> tuple[str, int] | None:
         peer = self._transport.get_extra_info("peername")
         return (str(peer[0]), int(peer[1])) if peer else None
-
-    @property
-    def tls_version(self) -> str | None:
-        obj = self._transport.get_extra_info("ssl_object")
-        return str(obj.version()) if obj is not None else None
 
 
 async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
