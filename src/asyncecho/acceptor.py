@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from .dimse import C_ECHO_RQ, STATUS_SUCCESS, decode_command, encode_echo_rsp
 from .events import Aborted, AssociationRequested, Event, MessageReceived, ReleaseRequested
-from .negotiation import AcceptorPolicy, build_ac, busy_reject, reject_for
+from .negotiation import AcceptorPolicy, build_ac, busy_reject, reject_for, user_identity
 from .pdu import AssociateRJ, AssociateRQ
+from .pdu_items import UserIdentityAC, UserIdentityRQ, UserItem
 from .protocol_errors import PDUError
+from .state_machine import Event as Evt
 from .state_machine import State
 from .upper_layer import UpperLayer
 
@@ -39,16 +41,36 @@ class AssociationEstablished:
     rq: AssociateRQ
 
 
+@dataclass(frozen=True, slots=True)
+class IdentityCheckNeeded:
+    """The RQ passed the policy; the user's identity check decides (call
+    `decide`). `identity` is None when the requestor sent none."""
+
+    rq: AssociateRQ
+    identity: UserIdentityRQ | None
+
+
+# PS3.7 D.3.3.7 / PS3.8 Table 9-21: a refused identity is rejected permanent,
+# by the service user, no reason given.
+IDENTITY_REJECT = AssociateRJ(1, 1, 1)
+
+
 class VerificationAcceptor:
     """One incoming association. Feed it what the transport reports; write
     `data_to_send()`, close when `should_close`, call `handle_timer(now)` at
     `next_deadline()`."""
 
     def __init__(
-        self, policy: AcceptorPolicy, *, artim_timeout: float = 30.0, busy: bool = False
+        self,
+        policy: AcceptorPolicy,
+        *,
+        artim_timeout: float = 30.0,
+        busy: bool = False,
+        check_identity: bool = False,
     ) -> None:
         self.policy = policy
         self.busy = busy
+        self.check_identity = check_identity
         self.upper = UpperLayer(
             requestor=False, max_pdu=policy.max_pdu, artim_timeout=artim_timeout
         )
@@ -78,6 +100,8 @@ class VerificationAcceptor:
         return list(self.upper.handle_timer(now))
 
     def abort(self, now: float) -> None:
+        if self.upper.state is State.STA2:
+            return  # no A-ASSOCIATE-RQ yet: nothing to abort, the caller just closes
         self.upper.abort(now)
 
     def receive_data(self, data: bytes, now: float) -> list[object]:
@@ -90,19 +114,44 @@ class VerificationAcceptor:
     def _handle(self, event: Event, now: float) -> list[object]:
         upper = self.upper
         if isinstance(event, AssociationRequested):
+            if upper.state is not State.STA3:
+                # A later PDU of the same read (invalid, or an A-ABORT) has
+                # already ended it: there is nothing left to accept or reject.
+                return []
             rq = event.rq
             rj = busy_reject() if self.busy else reject_for(rq, self.policy)
             if rj is not None:
                 upper.reject(rj, now)
                 return [AssociationRefused(rq, rj)]
+            if self.check_identity:
+                return [IdentityCheckNeeded(rq, user_identity(rq))]
             upper.accept(build_ac(rq, self.policy), now)
             return [AssociationEstablished(rq)]
         if isinstance(event, MessageReceived):
             return self._answer(event, now)
         if isinstance(event, ReleaseRequested):
+            if upper.machine.action_for(Evt.EVT14) is None:
+                return [event]  # already aborted by a later PDU of the same read
             upper.release_response(now)  # AR-4 (or AR-4 from Sta12 in a collision)
             return [event]
         return [event]
+
+    def decide(self, accepted: bool, server_response: bytes | None, now: float) -> list[object]:
+        """The identity check's answer (after `IdentityCheckNeeded`). The
+        server response is sent only if the requestor asked for one."""
+        upper = self.upper
+        rq = upper.rq
+        if upper.state is not State.STA3 or rq is None:
+            return []  # the requestor aborted or went away meanwhile
+        if not accepted:
+            upper.reject(IDENTITY_REJECT, now)
+            return [AssociationRefused(rq, IDENTITY_REJECT)]
+        identity = user_identity(rq)
+        extra: list[UserItem] = []
+        if identity is not None and identity.positive_response_requested:
+            extra.append(UserIdentityAC(server_response or b""))
+        upper.accept(build_ac(rq, self.policy, extra), now)
+        return [AssociationEstablished(rq)]
 
     def _answer(self, event: MessageReceived, now: float) -> list[object]:
         message = event.message
@@ -115,8 +164,10 @@ class VerificationAcceptor:
             # A response, or a request without a message ID: not ours to answer.
             self.upper.abort(now)
             return [Aborted(2, 2, by_peer=False, error=PDUError("unexpected DIMSE message", 0))]
-        if self.upper.state is not State.STA6:
-            return []  # AR-6/Sta7: no response once we asked to release
+        if self.upper.state not in (State.STA6, State.STA8):
+            # AR-6/Sta7: no response once we asked to release. Sta8 (the peer
+            # asked, in the same read) still allows it (AR-7), before the RP.
+            return []
         if command.command_field == C_ECHO_RQ and not command.has_data_set:
             status = STATUS_SUCCESS
             rsp = encode_echo_rsp(command.message_id, status)

@@ -44,7 +44,7 @@ from .exceptions import (
 from .exceptions import AssociationRejected as AssociationRejectedError
 from .negotiation import build_rq
 from .pdu import AssociateAC, AssociateRQ
-from .pdu_items import PC_RESULT_NAMES, UserIdentityAC, UserItem
+from .pdu_items import PC_RESULT_NAMES, UserIdentityAC, UserIdentityRQ, UserItem
 from .protocol_errors import PDUError
 from .results import EchoResult, Timings
 from .state_machine import State
@@ -68,6 +68,9 @@ class EchoOptions:
     deadline: float | None = None
     ssl: _ssl.SSLContext | None = None
     server_hostname: str | None = None
+    #: User Identity negotiation (see `asyncecho.identity.user_identity`)
+    user_identity: UserIdentityRQ | None = None
+    #: any further User Information sub-items to send
     user_items: Sequence[UserItem] = ()
 
 
@@ -119,7 +122,10 @@ class Association:
             called_ae=options.called_ae,
             transfer_syntaxes=options.transfer_syntaxes,
             max_pdu=options.max_pdu,
-            extra_user_items=options.user_items,
+            extra_user_items=(
+                *options.user_items,
+                *([options.user_identity] if options.user_identity else []),
+            ),
         )
         self.ac: AssociateAC | None = None
         self.context_id = 0
@@ -448,6 +454,7 @@ class Association:
             peer_max_pdu=ac.max_length if ac else None,
             transfer_syntax=self.transfer_syntax,
             tls_version=self.channel.tls_version if self.channel else None,
+            user_identity_response=self.user_identity_response,
         )
 
 

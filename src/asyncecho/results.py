@@ -34,6 +34,8 @@ class EchoResult:
     peer_max_pdu: int | None = None
     transfer_syntax: str | None = None
     tls_version: str | None = None
+    #: the SCP's User Identity server response, if it sent one
+    user_identity_response: bytes | None = None
     #: set by verify() instead of raising
     error: EchoError | None = None
 

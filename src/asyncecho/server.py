@@ -18,9 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import logs, uids
-from .acceptor import AssociationEstablished, AssociationRefused, EchoAnswered, VerificationAcceptor
+from .acceptor import (
+    AssociationEstablished,
+    AssociationRefused,
+    EchoAnswered,
+    IdentityCheckNeeded,
+    VerificationAcceptor,
+)
 from .client import _on_asyncio
 from .events import Aborted, ReleaseRequested
+from .identity import IdentityCheck
 from .negotiation import AcceptorPolicy
 from .pdu_fields import validate_ae_title
 from .transport_asyncio import tune_socket
@@ -48,6 +55,8 @@ class ServerOptions:
     network_timeout: float = 30.0
     ssl: _ssl.SSLContext | None = None
     backlog: int = 4096
+    #: async (identity, rq) -> False | True | server response bytes
+    identity_check: IdentityCheck | None = None
     policy: AcceptorPolicy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +95,7 @@ class Server:
         self.accepted_total = 0
         self.echoes_total = 0
         self._closers: set[Any] = set()
+        self._tasks: set[Any] = set()
 
     def _log(self, peer: Any, happened: Iterable[object]) -> None:
         where = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -166,7 +176,10 @@ class _ScpProtocol(asyncio.Protocol):
         server._closers.add(self)
         now = self._loop.time()
         self._acceptor = acceptor = VerificationAcceptor(
-            options.policy, artim_timeout=options.acse_timeout, busy=busy
+            options.policy,
+            artim_timeout=options.acse_timeout,
+            busy=busy,
+            check_identity=options.identity_check is not None,
         )
         acceptor.connection_made(now)
         self._last = now
@@ -224,9 +237,21 @@ class _ScpProtocol(asyncio.Protocol):
             return
         now = self._loop.time()
         self._last = now
-        happened = acceptor.receive_data(data, now)
+        if self._after(acceptor.receive_data(data, now)):
+            return
+        if acceptor.upper.partial_pdu and _QUICKACK is not None and self._sock is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:  # pragma: no cover
+                pass
+        self._arm()
+
+    def _after(self, happened: list[object]) -> bool:
+        """Write, count and log what the acceptor did; True once closed."""
+        acceptor, transport = self._acceptor, self._transport
+        assert acceptor is not None and transport is not None
         out = acceptor.data_to_send()
-        if out:
+        if out and not transport.is_closing():
             transport.write(out)
         if happened:
             server = self._server
@@ -235,19 +260,30 @@ class _ScpProtocol(asyncio.Protocol):
                     server.echoes_total += 1
                 elif isinstance(item, AssociationEstablished):
                     server.accepted_total += 1
+                elif isinstance(item, IdentityCheckNeeded):
+                    task = self._loop.create_task(self._check_identity(item))
+                    server._tasks.add(task)
+                    task.add_done_callback(server._tasks.discard)
             if logs.enabled:
                 server._log(self._peer, happened)
             if acceptor.state is acceptor.state.STA13:
                 self._uncount()
         if acceptor.should_close:
             transport.close()
-            return
-        if acceptor.upper.partial_pdu and _QUICKACK is not None and self._sock is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:  # pragma: no cover
-                pass
-        self._arm()
+            return True
+        return False
+
+    async def _check_identity(self, item: IdentityCheckNeeded) -> None:
+        options = self._server.options
+        verdict = await _run_identity_check(options, item, self._peer)
+        if self._acceptor is not None and self._transport is not None:
+            accepted = verdict is not False
+            self._after(
+                self._acceptor.decide(
+                    accepted, verdict if isinstance(verdict, bytes) else None, self._loop.time()
+                )
+            )
+            self._arm()
 
     def eof_received(self) -> bool:
         return False
@@ -298,6 +334,8 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
         yield server
     finally:
         aserver.close()
+        for task in list(server._tasks):
+            task.cancel()
         for protocol in list(server._closers):
             protocol.shutdown()
         await aserver.wait_closed() if not server._closers else None
@@ -353,7 +391,10 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
         if not busy:
             server.active += 1
         acceptor = VerificationAcceptor(
-            options.policy, artim_timeout=options.acse_timeout, busy=busy
+            options.policy,
+            artim_timeout=options.acse_timeout,
+            busy=busy,
+            check_identity=options.identity_check is not None,
         )
         counted = not busy
         now = anyio.current_time()
@@ -395,6 +436,14 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                 last = now
                 happened = acceptor.receive_data(data, now)
                 await _send_quietly(stream, acceptor.data_to_send())
+                for item in list(happened):
+                    if isinstance(item, IdentityCheckNeeded):
+                        verdict = await _run_identity_check(options, item, peer)
+                        response = verdict if isinstance(verdict, bytes) else None
+                        happened += acceptor.decide(
+                            verdict is not False, response, anyio.current_time()
+                        )
+                        await _send_quietly(stream, acceptor.data_to_send())
                 for item in happened:
                     if isinstance(item, EchoAnswered):
                         server.echoes_total += 1
@@ -429,6 +478,35 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
     with anyio.CancelScope(shield=True):
         await listener.aclose()
     logs.log("scp.stopped", host=server.host, port=server.port)
+
+
+async def _run_identity_check(
+    options: ServerOptions, item: IdentityCheckNeeded, peer: Any
+) -> bool | bytes:
+    """The user's identity check, bounded by the ACSE timeout; a failing or
+    slow check refuses the association."""
+    import anyio
+
+    check = options.identity_check
+    assert check is not None
+    where = f"{peer[0]}:{peer[1]}" if peer else "?"
+    identity_type = item.identity.identity_type if item.identity else None
+    try:
+        with anyio.fail_after(options.acse_timeout):
+            verdict = await check(item.identity, item.rq)
+    except Exception as exc:
+        logs.log("scp.identity_check_failed", level="error", peer=where, error=type(exc).__name__)
+        return False
+    if verdict is False:
+        # Never the passcode: only who asked and which kind of identity.
+        logs.log(
+            "scp.identity_refused",
+            level="warning",
+            peer=where,
+            calling_ae=item.rq.calling_ae,
+            identity_type=identity_type,
+        )
+    return verdict
 
 
 async def _send_quietly(stream: Any, data: bytes) -> None:
