@@ -11,12 +11,14 @@ from typing import Any
 from . import uids
 from ._version import __version__
 from .cli_echoscu import _ae, _port, add_logging_options, add_timeouts, log_level
+from .cli_security import OptionError, add_server_tls_options, server_ssl_from
 
 PROG = "echoscp"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prefix_chars="-+",
         prog=PROG,
         usage=f"{PROG} [options] port",
         description=(
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         const=uids.IMPLICIT_VR_LE,
         help="accept implicit VR little endian TS only",
     )
+    add_server_tls_options(parser)
     return parser
 
 
@@ -129,6 +132,7 @@ async def run(args: argparse.Namespace) -> int:
         "network_timeout": args.network_timeout,
         "max_pdu": args.max_pdu,
     }
+    settings["ssl"] = args.ssl
     if args.syntax:
         settings["transfer_syntaxes"] = (args.syntax,)
     stop = asyncio.Event()
@@ -150,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ipaddress.ip_network(network, strict=False)
         except ValueError as exc:
             parser.error(f"argument --allowed-network: {exc}")
+    try:
+        args.ssl = server_ssl_from(args)
+    except OptionError as exc:
+        parser.error(str(exc))
     from . import logs
     from .cli_output import CliLog
 

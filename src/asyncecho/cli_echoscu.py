@@ -13,12 +13,36 @@ from typing import TYPE_CHECKING
 
 from . import uids
 from ._version import __version__
+from .cli_security import (
+    OptionError,
+    add_client_tls_options,
+    add_identity_options,
+    client_ssl_from,
+    identity_from,
+)
 
 if TYPE_CHECKING:
+    from ssl import SSLContext
+
     from .cli_output import CliLog
     from .exceptions import EchoError
+    from .pdu_items import UserIdentityRQ
 
 PROG = "echoscu"
+
+
+class Security:
+    """The TLS context and user identity the options ask for."""
+
+    def __init__(self, ssl: SSLContext | None, identity: UserIdentityRQ | None) -> None:
+        self.ssl = ssl
+        self.identity = identity
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, log: CliLog) -> Security:
+        return cls(client_ssl_from(args, log), identity_from(args))
+
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 DESCRIPTION = (
@@ -132,6 +156,7 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
+        prefix_chars="-+",
         usage=f"{PROG} [options] addr port",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -205,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument(
         "--abort", action="store_true", help="abort association instead of releasing it"
     )
+    add_client_tls_options(parser)
+    add_identity_options(parser)
     return parser
 
 
@@ -267,12 +294,14 @@ def report_error(log: CliLog, error: EchoError) -> None:
         log.say("error", str(error))
 
 
-async def run(args: argparse.Namespace, log: CliLog) -> int:
+async def run(args: argparse.Namespace, log: CliLog, security: Security) -> int:
     from .client import EchoOptions, associate
     from .dimse import STATUS_SUCCESS, status_name
     from .exceptions import EchoError
 
     options = EchoOptions(
+        ssl=security.ssl,
+        user_identity=security.identity,
         calling_ae=args.calling_aet,
         called_ae=args.called_aet,
         transfer_syntaxes=(args.syntax,) if args.syntax else uids.DEFAULT_TRANSFER_SYNTAXES,
@@ -314,9 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if log.debug_on:
         log.say("debug", f"asyncecho {PROG} v{__version__}")
         log.say("debug", "")
+    try:
+        security = Security.from_args(args, log)
+    except OptionError as exc:
+        build_parser().error(str(exc))
     import asyncio
 
     try:
-        return asyncio.run(run(args, log))
+        return asyncio.run(run(args, log, security))
     except KeyboardInterrupt:
         return 130
