@@ -46,7 +46,39 @@ _EXPORTS = {
     "ProtocolError": "exceptions",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# A literal list (not built from _EXPORTS) so that type checkers see the
+# public names as re-exported (mypy --strict has no implicit re-export).
+__all__ = [
+    "AcseTimeout",
+    "Association",
+    "AssociationAborted",
+    "AssociationRejected",
+    "ConnectTimeout",
+    "ConnectionFailed",
+    "ConnectionRefused",
+    "DeadlineExceeded",
+    "DimseTimeout",
+    "EchoError",
+    "EchoOptions",
+    "EchoResult",
+    "EchoTimeout",
+    "HostUnreachable",
+    "NameResolutionFailed",
+    "NetworkTimeout",
+    "NoAcceptedContext",
+    "ProtocolError",
+    "Server",
+    "ServerOptions",
+    "TLSHandshakeFailed",
+    "Timings",
+    "__version__",
+    "associate",
+    "disable_logging",
+    "echo",
+    "enable_logging",
+    "serve",
+    "verify",
+]
 
 if TYPE_CHECKING:
     from .client import Association, EchoOptions, associate, echo, verify
