@@ -408,9 +408,9 @@ def decode_pdu(data: bytes) -> PDU:
     pdu_type = r.u8("PDU type")
     r.skip(1, "reserved field")
     length = r.u32("PDU length")
+    check_header(pdu_type, length, 0, 0xFFFFFFFF)
     if length != r.remaining:
         raise PDUError(f"PDU length {length} does not match the {r.remaining} bytes present", 2)
-    check_header(pdu_type, length, 0, 0xFFFFFFFF)
     pdu: PDU
     if pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC):
         pdu = _decode_associate(r, pdu_type)

@@ -111,10 +111,10 @@ def decode_ae_title(reader: Reader, what: str, *, strict: bool) -> str:
     """
     start = reader.pos
     raw = reader.take(AE_LENGTH, what)
-    if not strict:
-        return "".join(chr(c) if _ae_char_ok(c) else "?" for c in raw).strip(" ")
     # Some implementations pad with NUL; PS3.8 says spaces, tolerate both.
     text = raw.rstrip(b"\x00 ").lstrip(b" ")
+    if not strict:
+        return "".join(chr(c) if _ae_char_ok(c) else "?" for c in text)
     if not text:
         raise PDUError(f"{what} is all spaces (no AE title)", start)
     for i, code in enumerate(text):

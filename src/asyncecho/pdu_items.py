@@ -244,6 +244,11 @@ class AsynchronousOperationsWindow:
     max_operations_invoked: int
     max_operations_performed: int
 
+    def __post_init__(self) -> None:
+        for value in (self.max_operations_invoked, self.max_operations_performed):
+            if not 0 <= value <= 0xFFFF:
+                raise ValueError(f"asynchronous operations window value {value} is not 0-65535")
+
     def encode_body(self) -> bytes:
         return self.max_operations_invoked.to_bytes(
             2, "big"
@@ -296,9 +301,10 @@ class ImplementationVersionName:
     name: str
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.name) <= 16 or not self.name.isascii():
+        # The same check as on receipt: 1-16 printable ASCII characters.
+        if not 1 <= len(self.name) <= 16 or any(not " " <= c <= "~" for c in self.name):
             raise ValueError(
-                f"implementation version name {self.name!r} is not 1-16 ASCII characters"
+                f"implementation version name {self.name!r} is not 1-16 printable characters"
             )
 
     def encode_body(self) -> bytes:
