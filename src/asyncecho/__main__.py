@@ -14,6 +14,7 @@ from ._version import __version__
 COMMANDS = {
     "echoscu": ("cli_echoscu", "verify DICOM connectivity: one association, C-ECHO, release"),
     "echoscp": ("cli_echoscp", "run a Verification SCP"),
+    "sweep": ("cli_sweep", "C-ECHO many targets at once (a file, CSV or CIDR), one record each"),
     "demo": ("cli_demo", "start a local SCP and show echoes against it (no PACS needed)"),
 }
 
@@ -30,7 +31,8 @@ def _help() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(_help())
+        # asked-for help goes to stdout; help for a usage error to stderr
+        print(_help(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
     if args[0] == "--version":
         print(f"asyncecho {__version__}")

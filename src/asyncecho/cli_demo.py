@@ -10,12 +10,22 @@ from collections.abc import Sequence
 PROG = "asyncecho demo"
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument(
         "-n",
         "--count",
-        type=int,
+        type=_count,
         default=2000,
         help="concurrent associations in the second part (default: 2000)",
     )
@@ -39,7 +49,8 @@ async def run(count: int) -> int:
 
     async with serve("127.0.0.1", 0) as server:
         print(f"Started a Verification SCP (asyncecho serve) on 127.0.0.1:{server.port}\n")
-        print(f"$ asyncecho echoscu -v 127.0.0.1 {server.port}")
+        # flushed: the echo's lines go to stderr and must come after this one
+        print(f"$ asyncecho echoscu -v 127.0.0.1 {server.port}", flush=True)
         logs.enable_logging(CliLog("info", skip_prefix="scp."))
         try:
             result = await echo("127.0.0.1", server.port)

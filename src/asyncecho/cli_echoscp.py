@@ -10,7 +10,14 @@ from typing import Any
 
 from . import uids
 from ._version import __version__
-from .cli_echoscu import _ae, _port, add_logging_options, add_timeouts, log_level
+from .cli_echoscu import (
+    _ae,
+    _non_negative,
+    _port,
+    add_logging_options,
+    add_timeouts,
+    log_level,
+)
 from .cli_security import OptionError, add_server_tls_options, server_ssl_from
 
 PROG = "echoscp"
@@ -79,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--max-associations",
         metavar="[n]umber",
-        type=int,
+        type=_non_negative,
         default=10_000,
         help="at most n associations at once; more are rejected as transient "
         "(Local limit exceeded) (default: 10000)",

@@ -32,6 +32,7 @@ TAG_STATUS = 0x0000_0900
 STATUS_SUCCESS = 0x0000
 STATUS_NAMES = {
     0x0000: "Success",
+    0x0110: "Failed: Processing Failure",
     0x0122: "Refused: SOP Class Not Supported",
     0x0210: "Refused: Duplicate Invocation",
     0x0211: "Refused: Unrecognized Operation",

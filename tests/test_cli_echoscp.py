@@ -1,0 +1,349 @@
+"""`asyncecho echoscp` run for real, as a subprocess: DCMTK's and pynetdicom's
+echoscu (and ours) against it, its policy options, its log, and its clean
+shutdown on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import peers
+from asyncecho._version import __version__
+from asyncecho.negotiation import build_rq
+from asyncecho.pdu import A_ABORT, A_ASSOCIATE_AC
+
+pytestmark = pytest.mark.peer
+
+RUN_TIMEOUT = 30.0
+#: how long a signalled echoscp may take to exit
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class Scp:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        """The log once it contains `text` (the SCP logs after answering)."""
+        end = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log or time.monotonic() > end:
+                return log
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def echoscp(*args: str) -> Iterator[Scp]:
+    port = peers.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp, "stderr.log")
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "asyncecho",
+                    "echoscp",
+                    str(port),
+                    "--bind-address",
+                    "127.0.0.1",
+                    *args,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+        scp = Scp(port, process, log_path)
+        try:
+            peers.wait_listening(port, process)
+            yield scp
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(STOP_TIMEOUT)
+            if process.stdout:
+                process.stdout.close()
+            assert "Traceback" not in scp.log(), scp.log()
+
+
+def run_asyncecho(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "asyncecho", "echoscu", "127.0.0.1", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture(scope="module")
+def verbose_scp() -> Iterator[Scp]:
+    with echoscp("-v") as scp:
+        yield scp
+
+
+@pytest.fixture(scope="module")
+def strict_scp() -> Iterator[Scp]:
+    """Only called AE MYSCP, only calling AE GOODSCU, only Implicit VR LE."""
+    with echoscp(
+        "-aet", "MYSCP", "--require-called-aet", "--allowed-calling-aet", "GOODSCU", "-xi", "-v"
+    ) as scp:
+        yield scp
+
+
+# --- interoperability ------------------------------------------------------------------
+
+
+def test_dcmtk_echoscu(verbose_scp: Scp) -> None:
+    result = peers.run_dcmtk_echoscu(verbose_scp.port, "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Received Echo Response (Success)" in result.stdout + result.stderr
+
+
+def test_pynetdicom_echoscu(verbose_scp: Scp) -> None:
+    result = peers.run_pynetdicom_echoscu(verbose_scp.port, "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Received Echo Response (Status: 0x0000 - Success)" in result.stderr
+
+
+def test_pynetdicom_echoscu_syntaxes(verbose_scp: Scp) -> None:
+    for flag in ("-xe", "-xb", "-xi"):
+        result = peers.run_pynetdicom_echoscu(verbose_scp.port, flag)
+        assert result.returncode == 0, (flag, result.stdout + result.stderr)
+
+
+def test_asyncecho_echoscu_and_the_log(verbose_scp: Scp) -> None:
+    result = run_asyncecho(verbose_scp.port, "-aet", "LOGCHECK", "--repeat", "2")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    log = verbose_scp.wait_for_log("Association Released")
+    accepted = [
+        line for line in log.splitlines() if line.startswith("I: Association Accepted: LOGCHECK")
+    ]
+    assert len(accepted) == 1, log
+    peer = accepted[0].rsplit(" from ", 1)[1]
+    assert accepted[0] == f"I: Association Accepted: LOGCHECK -> ANY-SCP from {peer}"
+    assert peer.startswith("127.0.0.1:")
+    log = verbose_scp.wait_for_log(f"I: Association Released: {peer}")
+    ours = [line for line in log.splitlines() if line.endswith(peer) or f"from {peer}" in line]
+    assert ours == [
+        f"I: Association Accepted: LOGCHECK -> ANY-SCP from {peer}",
+        f"I: Received Echo Request (MsgID 1) from {peer}",
+        f"I: Received Echo Request (MsgID 2) from {peer}",
+        f"I: Association Released: {peer}",
+    ]
+    assert log.startswith(f"I: Listening on 127.0.0.1:{verbose_scp.port} as ANY-SCP\n")
+
+
+# --- policy ------------------------------------------------------------------------------
+
+
+def test_require_called_aet_rejects_wrong_called_ae(strict_scp: Scp) -> None:
+    result = peers.run_pynetdicom_echoscu(strict_scp.port, "-aet", "GOODSCU", "-aec", "WRONG")
+    assert result.returncode != 0
+    assert "Called AE title not recognised" in result.stderr, result.stderr
+    ours = run_asyncecho(strict_scp.port, "-aet", "GOODSCU", "-aec", "WRONG")
+    assert (ours.returncode, ours.stdout) == (1, "")
+    assert ours.stderr.splitlines() == [
+        "E: Association Rejected",
+        "E: Result: Rejected Permanent, Source: Service User",
+        "E: Reason: Called AE title not recognised",
+    ]
+    log = strict_scp.wait_for_log("GOODSCU -> WRONG")
+    assert "I: Association Rejected: GOODSCU -> WRONG from 127.0.0.1:" in log
+    assert "Called AE title not recognised" in log
+
+
+def test_allowed_calling_aet(strict_scp: Scp) -> None:
+    result = run_asyncecho(strict_scp.port, "-aet", "BADSCU", "-aec", "MYSCP")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "E: Association Rejected",
+        "E: Result: Rejected Permanent, Source: Service User",
+        "E: Reason: Calling AE title not recognised",
+    ]
+
+
+def test_strict_scp_accepts_the_right_titles(strict_scp: Scp) -> None:
+    dcmtk = peers.run_dcmtk_echoscu(strict_scp.port, "-aet", "GOODSCU", "-aec", "MYSCP")
+    assert dcmtk.returncode == 0, dcmtk.stdout + dcmtk.stderr
+    pynetdicom = peers.run_pynetdicom_echoscu(
+        strict_scp.port, "-aet", "GOODSCU", "-aec", "MYSCP", "-xi"
+    )
+    assert pynetdicom.returncode == 0, pynetdicom.stderr
+    ours = run_asyncecho(strict_scp.port, "-aet", "GOODSCU", "-aec", "MYSCP")
+    assert (ours.returncode, ours.stdout, ours.stderr) == (0, "", "")
+
+
+def test_implicit_only_refuses_big_endian(strict_scp: Scp) -> None:
+    pynetdicom = peers.run_pynetdicom_echoscu(
+        strict_scp.port, "-aet", "GOODSCU", "-aec", "MYSCP", "-xb"
+    )
+    assert "No accepted presentation contexts" in pynetdicom.stderr, pynetdicom.stderr
+    ours = run_asyncecho(strict_scp.port, "-aet", "GOODSCU", "-aec", "MYSCP", "-xb")
+    assert (ours.returncode, ours.stdout, ours.stderr) == (
+        1,
+        "",
+        "E: No accepted presentation contexts\n",
+    )
+    debug = run_asyncecho(strict_scp.port, "-aet", "GOODSCU", "-aec", "MYSCP", "-xb", "-d")
+    assert "D:   Context ID:        1 (Transfer Syntax(es) Not Supported)" in debug.stderr
+
+
+def test_max_associations_zero_rejects_transient() -> None:
+    with echoscp("--max-associations", "0", "-v") as scp:
+        ours = run_asyncecho(scp.port)
+        assert (ours.returncode, ours.stdout) == (1, "")
+        assert ours.stderr.splitlines() == [
+            "E: Association Rejected",
+            "E: Result: Rejected Transient, Source: Service Provider (Presentation)",
+            "E: Reason: Local limit exceeded",
+        ]
+        dcmtk = peers.run_dcmtk_echoscu(scp.port)
+        assert dcmtk.returncode != 0
+        assert "Local Limit Exceeded" in dcmtk.stdout + dcmtk.stderr
+        assert "Local limit exceeded" in scp.wait_for_log("Local limit exceeded")
+
+
+# --- logging levels ------------------------------------------------------------------------
+
+
+def test_default_and_quiet_levels_log_nothing_on_success() -> None:
+    for level in ((), ("-q",)):
+        with echoscp(*level) as scp:
+            result = run_asyncecho(scp.port)
+            assert result.returncode == 0
+            scp.process.send_signal(signal.SIGTERM)
+            assert scp.process.wait(STOP_TIMEOUT) == 0
+            assert scp.log() == "", level
+
+
+def test_debug_dumps_the_incoming_request() -> None:
+    with echoscp("-d") as scp:
+        result = run_asyncecho(scp.port, "-aet", "DUMPME")
+        assert result.returncode == 0
+        log = scp.wait_for_log("END A-ASSOCIATE-RQ PDU").splitlines()
+    assert "D: ======================= INCOMING A-ASSOCIATE-RQ PDU ========================" in log
+    assert "D: Calling Application Name:    DUMPME" in log
+    assert "D: Their Max PDU Receive Size:  16382" in log
+    assert any(line.startswith("I: Association Accepted: DUMPME -> ANY-SCP") for line in log)
+
+
+# --- shutdown --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_cleanly(signum: signal.Signals) -> None:
+    with echoscp("-v") as scp:
+        assert run_asyncecho(scp.port).returncode == 0
+        # an association in flight: accepted, then idle
+        with socket.create_connection(("127.0.0.1", scp.port), timeout=5) as held:
+            held.sendall(build_rq(calling_ae="HOLDER", called_ae="ANY-SCP").encode())
+            assert held.recv(1)[0] == A_ASSOCIATE_AC
+            held.recv(65536)  # the rest of the AC
+            start = time.monotonic()
+            scp.process.send_signal(signum)
+            assert scp.process.wait(STOP_TIMEOUT) == 0
+            assert time.monotonic() - start < STOP_TIMEOUT
+            # the held association was aborted (A-ABORT) or at least closed
+            rest = held.recv(65536)
+            assert rest == b"" or rest[0] == A_ABORT, rest
+        assert refused(scp.port)
+        assert "Traceback" not in scp.log()
+
+
+def test_port_in_use() -> None:
+    with peers.silent_listener() as port:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "asyncecho",
+                "echoscp",
+                str(port),
+                "--bind-address",
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"E: Cannot listen on 127.0.0.1:{port}: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+def run_echoscp_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "asyncecho", "echoscp", *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((), id="missing-port"),
+        pytest.param(("70000",), id="bad-port"),
+        pytest.param(("11112", "-q", "-v"), id="quiet-and-verbose"),
+        pytest.param(("11112", "--allowed-network", "not-a-network"), id="bad-network"),
+        pytest.param(("11112", "-ta", "-1"), id="negative-timeout"),
+        pytest.param(("11112", "-aet", "X" * 17), id="ae-title-too-long"),
+        pytest.param(("11112", "--max-associations", "-1"), id="negative-max-associations"),
+    ],
+)
+def test_usage_errors(args: tuple[str, ...]) -> None:
+    result = run_echoscp_cli(*args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("usage: echoscp [options] port\n")
+
+
+def test_version_and_help() -> None:
+    version = run_echoscp_cli("--version")
+    assert (version.returncode, version.stdout) == (0, f"asyncecho echoscp v{__version__}\n")
+    help_ = run_echoscp_cli("--help")
+    assert help_.returncode == 0
+    for text in (
+        "Parameters:",
+        "General Options:",
+        "Network Options:",
+        "Transfer Syntax Options:",
+        "--require-called-aet",
+        "--allowed-calling-aet",
+        "--max-associations",
+        "--bind-address",
+        "exit status",
+    ):
+        assert text in help_.stdout, text
