@@ -14,8 +14,8 @@ from ._version import __version__
 COMMANDS = {
     "echoscu": ("cli_echoscu", "verify DICOM connectivity: one association, C-ECHO, release"),
     "echoscp": ("cli_echoscp", "run a Verification SCP"),
-    "sweep": ("cli_sweep", "C-ECHO many targets at once (a file, CSV or CIDR), one record each"),
     "demo": ("cli_demo", "start a local SCP and show echoes against it (no PACS needed)"),
+    "sweep": ("cli_sweep", "C-ECHO many targets at once (a file, CSV or CIDR), one record each"),
 }
 
 USAGE = "usage: asyncecho COMMAND [options]   (asyncecho COMMAND --help for each)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .dimse import C_ECHO_RQ, STATUS_SUCCESS, decode_command, encode_echo_rsp
-from .events import Aborted, AssociationRequested, Event, MessageReceived, ReleaseRequested
+from .events import AssociationRequested, Event, MessageReceived, ReleaseRequested
 from .negotiation import AcceptorPolicy, build_ac, busy_reject, reject_for, user_identity
 from .pdu import AssociateRJ, AssociateRQ
 from .pdu_items import UserIdentityAC, UserIdentityRQ, UserItem
@@ -107,8 +107,7 @@ class VerificationAcceptor:
     def receive_data(self, data: bytes, now: float) -> list[object]:
         """Returns what happened, for the caller's logs."""
         happened: list[object] = []
-        for event in self.upper.receive_data(data, now):
-            happened.extend(self._handle(event, now))
+        self.upper.receive_data(data, now, lambda event: happened.extend(self._handle(event, now)))
         return happened
 
     def _handle(self, event: Event, now: float) -> list[object]:
@@ -158,12 +157,11 @@ class VerificationAcceptor:
         try:
             command = decode_command(message.command)
         except PDUError as error:
-            self.upper.abort(now)
-            return [Aborted(2, error.abort_reason, by_peer=False, error=error)]
+            return list(self.upper.protocol_violation(error, now))
         if command.message_id is None or command.command_field & 0x8000:
             # A response, or a request without a message ID: not ours to answer.
-            self.upper.abort(now)
-            return [Aborted(2, 2, by_peer=False, error=PDUError("unexpected DIMSE message", 0))]
+            unexpected = PDUError("unexpected DIMSE message (a response, or no Message ID)", 0)
+            return list(self.upper.protocol_violation(unexpected, now))
         if self.upper.state not in (State.STA6, State.STA8):
             # AR-6/Sta7: no response once we asked to release. Sta8 (the peer
             # asked, in the same read) still allows it (AR-7), before the RP.

@@ -361,7 +361,11 @@ class Association:
             problem = exc.message
         if problem is not None:
             logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
-            await self._abort_now()
+            assert self.channel is not None
+            # PS3.8 AA-8: a service-provider A-ABORT, reason "invalid PDU parameter value".
+            self.upper.protocol_violation(PDUError(problem, 0), self.channel.now())
+            await self.channel.send(self.upper.data_to_send())
+            await self.channel.aclose()
             raise ProtocolError(f"protocol error from the peer, association aborted: {problem}")
         assert command.status is not None
         logs.log("echo.response", assoc=self.id, message_id=message_id, status=command.status)
@@ -389,8 +393,12 @@ class Association:
                     if isinstance(event, MessageReceived):
                         continue  # AR-6: a late message, nothing to do with it
                     self._raise_for(event)
-        finally:
-            await channel.aclose()
+        except BaseException:
+            # Cancelled or failed while the association still exists (Sta7):
+            # abort it, A-ABORT first, rather than only drop the connection.
+            await _shielded_abort(self)
+            raise
+        await channel.aclose()
         self.release_time = channel.now() - start
         logs.log("release.confirmed", assoc=self.id, seconds=self.release_time)
 

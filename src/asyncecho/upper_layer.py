@@ -13,6 +13,8 @@ the table names and turns PDUs into the table's events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .dimse import Message, MessageAssembler, fragment
 from .events import (
     Aborted,
@@ -175,7 +177,16 @@ class UpperLayer:
 
     # --- input from the peer -------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
+    def receive_data(
+        self, data: bytes, now: float, on_event: Callable[[Event], None] | None = None
+    ) -> list[Event]:
+        """Feed bytes from the peer; returns the events they cause.
+
+        With `on_event`, each event is handed over as soon as its PDU has
+        been taken in, before the next PDU of the same chunk is: so a user
+        that answers at once (an SCP answering a C-ECHO-RQ) answers exactly
+        as if TCP had delivered the PDUs one by one. Nothing is returned then.
+        """
         if self.should_close or self._stream_broken:
             # The association is over, or the byte stream lost its framing
             # after an invalid PDU: nothing more in it can be read as PDUs.
@@ -183,21 +194,38 @@ class UpperLayer:
         if self.state in (State.STA1, State.STA4):
             raise LocalProtocolError(f"no transport connection in {self.state} to receive on")
         events: list[Event] = []
+
+        def deliver(new: list[Event]) -> None:
+            if on_event is None:
+                events.extend(new)
+            else:
+                for event in new:
+                    on_event(event)
+
         try:
             pdus = self._framer.feed(data)
         except PDUError as framing_error:
             self._stream_broken = True
-            return self._fire(Evt.EVT19, now, error=framing_error)
+            deliver(self._fire(Evt.EVT19, now, error=framing_error))
+            return events
         for pdu in pdus:
             event, error = self._classify(pdu)
-            events += self._fire(event, now, pdu=pdu, error=error)
+            deliver(self._fire(event, now, pdu=pdu, error=error))
             if self.should_close or event is Evt.EVT19:
                 return events
         if self._framer.error is not None:
             # Valid PDUs came first in this chunk; now the invalid one.
             self._stream_broken = True
-            events += self._fire(Evt.EVT19, now, error=self._framer.error)
+            deliver(self._fire(Evt.EVT19, now, error=self._framer.error))
         return events
+
+    def protocol_violation(self, error: PDUError, now: float) -> list[Event]:
+        """The user found a PDU's content invalid (e.g. a DIMSE command set it
+        cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
+        service-provider A-ABORT with the error's reason)."""
+        if self.state in (State.STA1, State.STA13) or self.machine.action_for(Evt.EVT19) is None:
+            return []
+        return self._fire(Evt.EVT19, now, error=error)
 
     def _classify(self, pdu: PDU) -> tuple[Evt, PDUError | None]:
         """The table's event for `pdu`; a PDU that breaks the association's
