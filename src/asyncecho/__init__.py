@@ -4,6 +4,7 @@
     result = await asyncecho.verify("pacs.example", 104)     # never raises
     async with asyncecho.associate(host, port) as assoc: ...
     async with asyncecho.serve(port=0) as server: ...
+    async with asyncecho.sweep(targets) as records: ...   # many at once
 
 Names are imported on first use, so `import asyncecho` stays cheap.
 """
@@ -44,6 +45,10 @@ _EXPORTS = {
     "AssociationAborted": "exceptions",
     "NoAcceptedContext": "exceptions",
     "ProtocolError": "exceptions",
+    "sweep": "sweeper",
+    "Sweep": "sweeper",
+    "Target": "sweeper",
+    "SweepRecord": "sweeper",
 }
 
 # A literal list (not built from _EXPORTS) so that type checkers see the
@@ -69,7 +74,10 @@ __all__ = [
     "ProtocolError",
     "Server",
     "ServerOptions",
+    "Sweep",
+    "SweepRecord",
     "TLSHandshakeFailed",
+    "Target",
     "Timings",
     "__version__",
     "associate",
@@ -77,6 +85,7 @@ __all__ = [
     "echo",
     "enable_logging",
     "serve",
+    "sweep",
     "verify",
 ]
 
@@ -103,6 +112,7 @@ if TYPE_CHECKING:
     from .logs import disable_logging, enable_logging
     from .results import EchoResult, Timings
     from .server import Server, ServerOptions, serve
+    from .sweeper import Sweep, SweepRecord, Target, sweep
 
 
 def __getattr__(name: str) -> Any:

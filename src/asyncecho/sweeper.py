@@ -1,0 +1,469 @@
+"""`sweep()`: one C-ECHO to each of many targets, on one event loop.
+
+    async with asyncecho.sweep(targets, concurrency=500, deadline=5) as records:
+        async for record in records:        # one per target, as each finishes
+            print(record.target.host, record.outcome)
+
+A sweep is a task group with a bound on the associations in flight: a
+producer pulls the next target only when a slot is free (so a huge or
+endless iterable is never held whole), starts it at the paced rate, and each
+target's task runs `verify()` under its own cancel scope and sends one
+record. Records travel through a memory object stream to the consumer; a
+slot is freed only once its record is handed over, so a slow consumer slows
+the sweep instead of piling up records.
+
+Why a context manager and not a bare async generator: the task group must
+outlive each `yield`, and a cancel scope held open across a `yield` of an
+async generator leaks cancellation into the consumer and breaks when the
+generator is finalised elsewhere (trio and anyio both warn against it).
+Leaving the block cancels whatever is still in flight.
+
+`stop()` is the graceful end (SIGINT in the CLI): no new target starts, the
+in-flight ones are aborted and each still yields a `cancelled` record, then
+the iteration ends. Targets never pulled get no record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .client import EchoOptions, verify
+from .pdu_fields import validate_ae_title
+from .results import EchoResult, Timings
+
+DEFAULT_CONCURRENCY = 256
+DEFAULT_DEADLINE = 10.0
+DEFAULT_PORT = 104
+
+#: Added to the per-target deadline for the sweep's own guard: `verify()`
+#: enforces the deadline itself; the guard only bounds a slot if it did not.
+_GUARD_SLACK = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One peer to check. `called_ae` / `calling_ae` of None take the sweep's
+    defaults (`EchoOptions`); a record's target always has them filled in."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    called_ae: str | None = None
+    calling_ae: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"target host must be a non-empty string, not {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise TypeError(f"target port must be int, not {type(self.port).__name__}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"target port must be 1-65535, not {self.port}")
+        for name in ("called_ae", "calling_ae"):
+            title = getattr(self, name)
+            if title is not None:
+                object.__setattr__(self, name, validate_ae_title(title))
+
+    @property
+    def key(self) -> tuple[str, int, str | None, str | None]:
+        """What identifies a target across runs (`--resume`)."""
+        return (self.host, self.port, self.called_ae, self.calling_ae)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        called = f"{self.called_ae}@" if self.called_ae else ""
+        return f"{called}{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRecord:
+    """What became of one target."""
+
+    target: Target
+    #: `success`, `status-0xNNNN`, an `EchoError.outcome` (`refused`,
+    #: `timeout-deadline`, …), `cancelled` (the sweep was stopped), or
+    #: `error` (a bug: an unexpected exception, kept to this target)
+    outcome: str
+    #: wall clock (UTC) when the target was started
+    started: datetime
+    #: the reject reason, the OS error, the status name…; empty on success
+    detail: str = ""
+    timings: Timings = field(default_factory=Timings)
+    status: int | None = None
+    peer_ae: str | None = None
+    peer_implementation_class_uid: str | None = None
+    peer_implementation_version_name: str | None = None
+    transfer_syntax: str | None = None
+    #: the `EchoError` that `verify()` reported (or the unexpected exception
+    #: of an `error` record), for callers that want its fields
+    error: Exception | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "success"
+
+    @property
+    def final(self) -> bool:
+        """False only for `cancelled`: the target was not really checked."""
+        return self.outcome != "cancelled"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A flat, JSON-ready mapping (the JSONL and CSV columns)."""
+        timings = self.timings
+
+        def ms(seconds: float | None) -> float | None:
+            return None if seconds is None else round(seconds * 1000.0, 3)
+
+        return {
+            "host": self.target.host,
+            "port": self.target.port,
+            "called_aet": self.target.called_ae,
+            "calling_aet": self.target.calling_ae,
+            "ok": self.ok,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "status": self.status,
+            "started": iso_utc(self.started),
+            "connect_ms": ms(timings.connect),
+            "associate_ms": ms(timings.associate),
+            "echo_ms": ms(timings.echo),
+            "release_ms": ms(timings.release),
+            "total_ms": ms(timings.total),
+            "peer_aet": self.peer_ae,
+            "implementation_class_uid": self.peer_implementation_class_uid,
+            "implementation_version_name": self.peer_implementation_version_name,
+            "transfer_syntax": self.transfer_syntax,
+        }
+
+
+#: The columns of `SweepRecord.as_dict()`, in order.
+FIELDS = (
+    "host",
+    "port",
+    "called_aet",
+    "calling_aet",
+    "ok",
+    "outcome",
+    "detail",
+    "status",
+    "started",
+    "connect_ms",
+    "associate_ms",
+    "echo_ms",
+    "release_ms",
+    "total_ms",
+    "peer_aet",
+    "implementation_class_uid",
+    "implementation_version_name",
+    "transfer_syntax",
+)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_from_result(target: Target, started: datetime, result: EchoResult) -> SweepRecord:
+    error = result.error
+    if error is not None:
+        detail = str(error)
+    elif result.ok:
+        detail = ""
+    else:
+        detail = result.status_name or ""
+    return SweepRecord(
+        target=target,
+        outcome=result.outcome,
+        started=started,
+        detail=detail,
+        timings=result.timings,
+        status=result.status,
+        peer_ae=result.peer_ae,
+        peer_implementation_class_uid=result.peer_implementation_class_uid,
+        peer_implementation_version_name=result.peer_implementation_version_name,
+        transfer_syntax=result.transfer_syntax,
+        error=error,
+    )
+
+
+def _check_positive(name: str, value: float | None, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        value is None
+        or isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0  # also rejects NaN
+    ):
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+
+
+class Sweep:
+    """A running sweep: an async context manager whose value is an async
+    iterator of `SweepRecord`s. Made by `sweep()`."""
+
+    def __init__(
+        self,
+        targets: Iterable[Target] | AsyncIterable[Target],
+        *,
+        concurrency: int,
+        rate: float | None,
+        options: EchoOptions,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        _check_positive("rate", rate, allow_none=True)
+        _check_positive("deadline", options.deadline, allow_none=True)
+        self._targets = targets
+        self.concurrency = concurrency
+        self.rate = rate
+        self.options = options
+        self.started = 0  # targets handed to a task so far
+        self.finished = 0  # records handed to the consumer so far
+        self._slots = anyio.Semaphore(concurrency)
+        self._stopping = False
+        self._entered = False
+        self._in_flight: set[anyio.CancelScope] = set()
+        self._producer_scope: anyio.CancelScope | None = None
+        self._failure: BaseException | None = None
+        self._task_group: TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[SweepRecord] | None = None
+
+    # --- control -------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def stop(self) -> None:
+        """Start no new target and abort the in-flight ones: each yields a
+        `cancelled` record, then the iteration ends. Call it from the event
+        loop's thread (a signal handler installed with the loop, another
+        task…); calling it again does nothing."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._producer_scope is not None:
+            self._producer_scope.cancel()
+        for scope in list(self._in_flight):
+            scope.cancel()
+
+    # --- context manager -----------------------------------------------------------
+
+    async def __aenter__(self) -> Sweep:
+        if self._entered:
+            raise RuntimeError("a Sweep runs once: call sweep() again for another")
+        self._entered = True
+        # One record per slot fits without blocking a finished task.
+        send, receive = anyio.create_memory_object_stream[SweepRecord](self.concurrency)
+        self._receive = receive
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._produce, task_group, send)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        task_group = self._task_group
+        assert task_group is not None and self._receive is not None
+        # Left early (break, an exception, cancellation): nobody will read
+        # the rest, so whatever still runs is cancelled, not waited for.
+        task_group.cancel_scope.cancel()
+        self._receive.close()
+        try:
+            return await task_group.__aexit__(exc_type, exc, traceback)
+        except BaseException as error:
+            # The tasks never raise (each target's errors become its record),
+            # so a group holding only the block's own exception is just the
+            # task group's wrapping: let the exception through as it was.
+            if exc is not None and _sole(error) is exc:
+                return False
+            raise
+
+    # --- iteration -----------------------------------------------------------------
+
+    def __aiter__(self) -> Sweep:
+        if not self._entered:
+            raise RuntimeError(
+                "iterate a sweep inside its block: "
+                "`async with sweep(targets) as records: async for record in records: ...`"
+            )
+        return self
+
+    async def __anext__(self) -> SweepRecord:
+        assert self._receive is not None
+        try:
+            record = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure from None
+            raise StopAsyncIteration from None
+        self.finished += 1
+        return record
+
+    # --- the work ------------------------------------------------------------------
+
+    async def _produce(
+        self, task_group: TaskGroup, send: MemoryObjectSendStream[SweepRecord]
+    ) -> None:
+        targets = self._targets
+        source_async: AsyncIterator[Target] | None = None
+        source_sync: Iterator[Target] | None = None
+        if isinstance(targets, AsyncIterable):
+            source_async = aiter(targets)
+        else:
+            source_sync = iter(targets)
+        next_start: float | None = None
+        interval = 1.0 / self.rate if self.rate else 0.0
+        with send, anyio.CancelScope() as scope:
+            self._producer_scope = scope
+            if self._stopping:
+                return
+            try:
+                while True:
+                    # Pull the next target only once a slot is free.
+                    await self._slots.acquire()
+                    handed_over = False
+                    try:
+                        try:
+                            if source_async is not None:
+                                target = await anext(source_async)
+                            else:
+                                assert source_sync is not None
+                                target = next(source_sync)
+                        except (StopIteration, StopAsyncIteration):
+                            return
+                        if not isinstance(target, Target):
+                            raise TypeError(
+                                f"sweep targets must be Target objects, not {type(target).__name__}"
+                            )
+                        if interval:
+                            # Paced starts: a timer, not a poll; after a stall
+                            # the pace resumes from now rather than bursting.
+                            now = anyio.current_time()
+                            if next_start is not None and next_start > now:
+                                await anyio.sleep_until(next_start)
+                                now = next_start
+                            next_start = now + interval
+                        self.started += 1
+                        task_group.start_soon(self._run, target, send.clone())
+                        handed_over = True
+                    finally:
+                        if not handed_over:
+                            self._slots.release()
+            except Exception as exc:  # the caller's iterable failed: end the sweep with it
+                self._failure = exc
+                self.stop()
+
+    def _resolved(self, target: Target) -> tuple[Target, EchoOptions]:
+        options = self.options
+        called = target.called_ae or options.called_ae
+        calling = target.calling_ae or options.calling_ae
+        if called != options.called_ae or calling != options.calling_ae:
+            options = replace(options, called_ae=called, calling_ae=calling)
+        if target.called_ae != called or target.calling_ae != calling:
+            target = replace(target, called_ae=called, calling_ae=calling)
+        return target, options
+
+    async def _run(self, target: Target, send: MemoryObjectSendStream[SweepRecord]) -> None:
+        with send:
+            try:
+                record = await self._check(target)
+                try:
+                    await send.send(record)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the consumer left; the sweep is being torn down
+            finally:
+                self._slots.release()
+
+    async def _check(self, target: Target) -> SweepRecord:
+        started = datetime.now(timezone.utc)
+        target, options = self._resolved(target)
+        if self._stopping:
+            return _cancelled(target, started)
+        deadline = options.deadline
+        scope = anyio.CancelScope(
+            deadline=math.inf
+            if deadline is None
+            else anyio.current_time() + deadline + _GUARD_SLACK
+        )
+        result: EchoResult | None = None
+        with scope:
+            self._in_flight.add(scope)
+            try:
+                result = await verify(target.host, target.port, options=options)
+            except Exception as exc:  # not the peer's doing: keep it to this target
+                return SweepRecord(
+                    target, "error", started, detail=f"{type(exc).__name__}: {exc}", error=exc
+                )
+            finally:
+                self._in_flight.discard(scope)
+        if result is not None:
+            return record_from_result(target, started, result)
+        if self._stopping:
+            return _cancelled(target, started)
+        # The guard fired: verify() did not keep to its deadline.
+        return SweepRecord(
+            target,
+            "timeout-deadline",
+            started,
+            detail=f"overall deadline timed out after {deadline:g} s",
+        )
+
+
+def _sole(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups."""
+    inner = getattr(error, "exceptions", None)
+    while inner is not None and len(inner) == 1:
+        error = inner[0]
+        inner = getattr(error, "exceptions", None)
+    return error
+
+
+def _cancelled(target: Target, started: datetime) -> SweepRecord:
+    return SweepRecord(target, "cancelled", started, detail="the sweep was stopped")
+
+
+def sweep(
+    targets: Iterable[Target] | AsyncIterable[Target],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rate: float | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
+    options: EchoOptions | None = None,
+    **overrides: Any,
+) -> Sweep:
+    """Echo every target, at most `concurrency` associations at once and at
+    most `rate` new ones per second; each target gets `deadline` seconds
+    from connect to release (None: only the phase timeouts).
+
+    `options` / `overrides` are `EchoOptions` for every target (as for
+    `verify()`); a target's own AE titles win. Use as
+
+        async with sweep(targets) as records:
+            async for record in records: ...
+
+    Exactly one `SweepRecord` per target, in order of completion; nothing a
+    peer or the network does raises. Raises only for invalid arguments, or
+    with the exception of the `targets` iterable itself.
+    """
+    base = options or EchoOptions()
+    merged = replace(base, deadline=deadline, **overrides)
+    return Sweep(targets, concurrency=concurrency, rate=rate, options=merged)
