@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, TextIO
 
 from ._version import __version__
-from .cli_echoscu import _ae, _float, _port, _positive, add_timeouts
+from .cli_echoscu import Security, _ae, _float, _port, _positive, add_timeouts
+from .cli_security import OptionError, add_client_tls_options, add_identity_options
 
 if TYPE_CHECKING:
     from .cli_output import CliLog
@@ -65,6 +66,7 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
+        prefix_chars="-+",
         usage=f"{PROG} [options] TARGETS",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["jsonl", "csv"],
         help="jsonl (default) or csv (the default when FILE ends in .csv)",
     )
+    add_client_tls_options(parser)
+    add_identity_options(parser)
     return parser
 
 
@@ -187,6 +191,7 @@ class Plan:
     skipped: int = 0
     concurrency: int = 256
     bad_line: str = ""  # set when --strict met a bad line on a pipe
+    security: Security | None = None  # TLS context and user identity
 
 
 def _open_text(path: str) -> TextIO:
@@ -403,6 +408,8 @@ async def run(plan: Plan, log: CliLog, writer: JsonlWriter | CsvWriter) -> int:
         acse_timeout=args.acse_timeout,
         dimse_timeout=args.dimse_timeout,
         network_timeout=args.network_timeout,
+        ssl=plan.security.ssl if plan.security else None,
+        user_identity=plan.security.identity if plan.security else None,
     )
 
     def on_signal(name: str) -> None:
@@ -479,6 +486,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
     log = CliLog("warning")
     plan = Plan(args)
+    try:
+        plan.security = Security.from_args(args, log)
+    except OptionError as exc:
+        build_parser().error(str(exc))
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
 
     if args.resume:
