@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept only this calling AE title (repeat for more; default: any)",
     )
     network.add_argument(
+        "--allowed-called-aet",
+        metavar="[a]etitle",
+        type=_ae,
+        action="append",
+        default=[],
+        help="accept only this called AE title (repeat for more; default: any, or "
+        "only mine with --require-called-aet)",
+    )
+    network.add_argument(
         "--allowed-network",
         metavar="CIDR",
         action="append",
@@ -132,6 +141,7 @@ async def run(args: argparse.Namespace) -> int:
         "ae_title": args.ae_title,
         "require_called_ae": args.require_called_aet,
         "allowed_calling_aes": args.allowed_calling_aet,
+        "allowed_called_aes": args.allowed_called_aet,
         "allowed_networks": args.allowed_network,
         "max_associations": args.max_associations,
         "acse_timeout": args.acse_timeout,

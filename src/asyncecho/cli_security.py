@@ -139,10 +139,12 @@ def client_ssl_from(args: argparse.Namespace, log: CliLog) -> ssl.SSLContext | N
     if key and not cert:
         raise OptionError("--key needs --cert")
     if args.ignore_peer_cert:
-        log.say(
-            "warning",
-            "TLS peer verification is OFF (--ignore-peer-cert): anyone can pose as this peer",
-        )
+        warning = "TLS peer verification is OFF (--ignore-peer-cert): anyone can pose as this peer"
+        if log.enabled_for("warning"):
+            log.say("warning", warning)
+        elif log.enabled_for("error"):
+            # Loud at the default level (errors only) too: only -q hides it.
+            print(f"W: {warning}", file=log.stream, flush=True)
     try:
         return client_context(
             ca_file=args.ca_file,

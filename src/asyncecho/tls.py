@@ -76,8 +76,16 @@ def describe_ssl_error(exc: BaseException) -> str:
     mismatch, expired certificate, client certificate required …)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return exc.verify_message or str(exc)
+    if isinstance(exc, ssl.SSLEOFError):
+        # (also what the transports raise when the peer hangs up mid-handshake)
+        return (
+            "the peer closed the connection during the TLS handshake "
+            "(it may require a client certificate, or not trust ours)"
+        )
     if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or "").upper()
+        # An SSLError made in Python (not by OpenSSL) has no `reason`.
+        raw = getattr(exc, "reason", None)
+        reason = (raw or "").upper()
         known = {
             "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a client certificate",
             "SSLV3_ALERT_CERTIFICATE_REQUIRED": "the peer requires a client certificate",
@@ -85,12 +93,14 @@ def describe_ssl_error(exc: BaseException) -> str:
             "SSLV3_ALERT_BAD_CERTIFICATE": "the peer rejected our certificate",
             "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the peer says our certificate has expired",
             "WRONG_VERSION_NUMBER": "the peer does not speak TLS on this port",
+            "SSLV3_ALERT_HANDSHAKE_FAILURE": "the peer refused the handshake "
+            "(it may require a client certificate, or share no cipher with us)",
             "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS protocol version in common",
             "UNSUPPORTED_PROTOCOL": "no TLS protocol version in common",
             "RECORD_LAYER_FAILURE": "the peer does not speak TLS on this port",
         }
         for key, text in known.items():
             if key in reason:
-                return f"{text} ({exc.reason})"
-        return str(exc.reason or exc)
+                return f"{text} ({raw})"
+        return str(raw or exc)
     return str(exc)

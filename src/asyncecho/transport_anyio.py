@@ -11,7 +11,7 @@ from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .channel import ConnectOptions, ReceiveTimeout
-from .transport_asyncio import tune_socket
+from .transport_asyncio import handshake_eof, tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RECEIVE_SIZE = 65536
@@ -46,12 +46,15 @@ class AnyioChannel:
                 return await self._stream.receive(_RECEIVE_SIZE)
             with anyio.move_on_after(max(timeout, 0.0)):
                 return await self._stream.receive(_RECEIVE_SIZE)
+        except ssl.SSLError as exc:  # e.g. a TLS 1.3 alert after the handshake
+            self._closed = True
+            self.error = exc
+            return b""
         except (
             anyio.EndOfStream,
             anyio.BrokenResourceError,
             anyio.ClosedResourceError,
             OSError,
-            ssl.SSLError,
         ):
             self._closed = True
             return b""
@@ -98,6 +101,15 @@ async def open_anyio_channel(options: ConnectOptions) -> AnyioChannel:
                     ssl_context=options.ssl,
                     standard_compatible=False,
                 )
+            except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                # The peer hung up mid-handshake (our server, and asyncio's,
+                # close without an alert when they refuse a client): a TLS
+                # failure, not a bare anyio exception.
+                await anyio.aclose_forcefully(stream)
+                cause = exc.__context__ if exc.__cause__ is None else exc.__cause__
+                if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+                    raise cause from None
+                raise handshake_eof() from None
             except BaseException:
                 await anyio.aclose_forcefully(stream)
                 raise

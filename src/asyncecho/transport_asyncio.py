@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 from typing import Any
 
 from .channel import ConnectOptions, ReceiveTimeout
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def handshake_eof() -> ssl.SSLEOFError:
+    """The error for a peer that closed the connection during the TLS
+    handshake (as a server refusing our certificate, or the lack of one,
+    may do without sending an alert)."""
+    return ssl.SSLEOFError(
+        ssl.SSL_ERROR_EOF, "the peer closed the connection during the TLS handshake"
+    )
 
 
 def tune_socket(sock: Any) -> None:
@@ -151,12 +161,19 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
     if options.local_address is not None:
         kwargs["local_addr"] = options.local_address
     connect = loop.create_connection(_ClientProtocol, options.host, options.port, **kwargs)
-    if options.timeout is None:
-        transport, protocol = await connect
-    elif sys.version_info >= (3, 11):
-        async with asyncio.timeout(options.timeout):
+    try:
+        if options.timeout is None:
             transport, protocol = await connect
-    else:  # pragma: no cover - Python 3.10
-        transport, protocol = await asyncio.wait_for(connect, options.timeout)
+        elif sys.version_info >= (3, 11):
+            async with asyncio.timeout(options.timeout):
+                transport, protocol = await connect
+        else:  # pragma: no cover - Python 3.10
+            transport, protocol = await asyncio.wait_for(connect, options.timeout)
+    except ConnectionResetError:
+        if options.ssl is None:
+            raise
+        # asyncio's "connection lost during handshake": the TCP connect had
+        # succeeded, so this is the TLS peer hanging up on our handshake.
+        raise handshake_eof() from None
     assert isinstance(transport, asyncio.Transport)
     return AsyncioChannel(loop, transport, protocol)
