@@ -9,7 +9,7 @@ import asyncio
 import socket
 import ssl
 import sys
-from typing import Any
+from typing import Any, cast
 
 from .channel import ConnectOptions, ReceiveTimeout
 
@@ -47,8 +47,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._sock: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
         self._sock = transport.get_extra_info("socket")
         tune_socket(self._sock)
 
@@ -175,5 +175,4 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
         # asyncio's "connection lost during handshake": the TCP connect had
         # succeeded, so this is the TLS peer hanging up on our handshake.
         raise handshake_eof() from None
-    assert isinstance(transport, asyncio.Transport)
     return AsyncioChannel(loop, transport, protocol)

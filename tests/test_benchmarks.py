@@ -1,0 +1,84 @@
+"""The benchmark harness keeps working: its precomputed PDUs are valid, its
+raw client and minimal SCP talk, and `python -m benchmarks --smoke` runs
+every scenario end to end. No timing is asserted, ever (issue 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncecho.dimse import C_ECHO_RQ, C_ECHO_RSP, decode_command
+from asyncecho.pdu import AssociateAC, AssociateRQ, PDataTF, decode_pdu
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `pytest` (unlike `python -m pytest`) leaves the repo root out
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import minimal_scp, pdus  # noqa: E402
+from benchmarks.raw_client import raw_echo  # noqa: E402
+
+
+def test_precomputed_pdus_decode_with_asyncecho() -> None:
+    rq = decode_pdu(pdus.ASSOCIATE_RQ)
+    assert isinstance(rq, AssociateRQ)
+    assert rq.presentation_contexts[0].context_id == 1
+    ac = decode_pdu(pdus.ASSOCIATE_AC)
+    assert isinstance(ac, AssociateAC)
+    assert ac.presentation_contexts[0].transfer_syntax == pdus.IMPLICIT_VR_LE
+    for raw, field in ((pdus.ECHO_RQ, C_ECHO_RQ), (pdus.ECHO_RSP, C_ECHO_RSP)):
+        pdata = decode_pdu(raw)
+        assert isinstance(pdata, PDataTF)
+        assert decode_command(pdata.pdvs[0].data).command_field == field
+    patched = pdus.ECHO_RSP_PREFIX + (7).to_bytes(2, "little") + pdus.ECHO_RSP_SUFFIX
+    pdata = decode_pdu(patched)
+    assert isinstance(pdata, PDataTF)
+    assert decode_command(pdata.pdvs[0].data).message_id_being_responded_to == 7
+
+
+def test_raw_client_and_asyncecho_against_minimal_scp() -> None:
+    async def main() -> tuple[bool, int | None]:
+        import asyncecho
+
+        server = await minimal_scp.start()
+        port = int(server.sockets[0].getsockname()[1])
+        try:
+            ok = await asyncio.wait_for(raw_echo("127.0.0.1", port), 10)
+            result = await asyncecho.echo("127.0.0.1", port, deadline=10)
+        finally:
+            server.close()
+        return ok, result.status
+
+    assert asyncio.run(main()) == (True, 0)
+
+
+def test_smoke_run_covers_every_scenario(tmp_path: Path) -> None:
+    output = tmp_path / "smoke.json"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--smoke", "--output", str(output)],
+            cwd=REPO,
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("python -m benchmarks --smoke did not finish in 600 s")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    document = json.loads(output.read_text())
+    assert set(document["scenarios"]) == {"P1", "P2", "P3", "P4", "P5", "P6"}
+    for name, scenario in document["scenarios"].items():
+        rows = scenario["rows"]
+        assert rows, name
+        measured = [r for r in rows if r.get("rate_per_s") or "skipped" in r]
+        assert measured, f"{name}: nothing measured: {rows}"
+    # The harness's own competitors (the ceilings) must work end to end.
+    for scenario in document["scenarios"].values():
+        for row in scenario["rows"]:
+            if row["label"].startswith(("raw/", "minimal SCP/")):
+                assert "error" not in row, row
+                assert row["failures"] == 0, row
