@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .dimse import C_ECHO_RQ, STATUS_SUCCESS, decode_command, encode_echo_rsp
 from .events import AssociationRequested, Event, MessageReceived, ReleaseRequested
-from .negotiation import AcceptorPolicy, build_ac, busy_reject, reject_for, user_identity
+from .negotiation import AcceptorPolicy, build_ac, busy_reject, user_identity
 from .pdu import AssociateRJ, AssociateRQ
 from .pdu_items import UserIdentityAC, UserIdentityRQ, UserItem
 from .protocol_errors import PDUError
@@ -118,13 +118,13 @@ class VerificationAcceptor:
                 # already ended it: there is nothing left to accept or reject.
                 return []
             rq = event.rq
-            rj = busy_reject() if self.busy else reject_for(rq, self.policy)
-            if rj is not None:
-                upper.reject(rj, now)
-                return [AssociationRefused(rq, rj)]
+            answer = busy_reject() if self.busy else self.policy.answer(rq)
+            if isinstance(answer, AssociateRJ):
+                upper.reject(answer, now)
+                return [AssociationRefused(rq, answer)]
             if self.check_identity:
                 return [IdentityCheckNeeded(rq, user_identity(rq))]
-            upper.accept(build_ac(rq, self.policy), now)
+            upper.accept(answer, now)
             return [AssociationEstablished(rq)]
         if isinstance(event, MessageReceived):
             return self._answer(event, now)

@@ -9,7 +9,10 @@ message; the tests check these bytes against pydicom's encoding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 
 from . import uids
 from .pdu import PDV
@@ -113,6 +116,18 @@ def encode_echo_rq(message_id: int) -> bytes:
     return _ECHO_RQ.prefix + message_id.to_bytes(2, "little") + _ECHO_RQ.suffix
 
 
+_ECHO_RSP_SUCCESS = _Template(
+    [
+        _element(TAG_AFFECTED_SOP_CLASS, _ui(uids.VERIFICATION)),
+        _element(TAG_COMMAND_FIELD, _us(C_ECHO_RSP)),
+        _element(TAG_MESSAGE_ID_RESPONDED, _us(0)),
+        _element(TAG_DATA_SET_TYPE, _us(NO_DATA_SET)),
+        _element(TAG_STATUS, _us(STATUS_SUCCESS)),
+    ],
+    patch_index=2,
+)
+
+
 def encode_echo_rsp(
     message_id_being_responded_to: int,
     status: int = STATUS_SUCCESS,
@@ -120,6 +135,11 @@ def encode_echo_rsp(
     command_field: int = C_ECHO_RSP,
 ) -> bytes:
     """A response command set (PS3.7 Table 9.3-13), C-ECHO-RSP by default."""
+    if status == STATUS_SUCCESS and sop_class == uids.VERIFICATION and command_field == C_ECHO_RSP:
+        template = _ECHO_RSP_SUCCESS
+        return (
+            template.prefix + message_id_being_responded_to.to_bytes(2, "little") + template.suffix
+        )
     elements = []
     if sop_class is not None:
         elements.append(_element(TAG_AFFECTED_SOP_CLASS, _ui(sop_class)))
@@ -150,7 +170,7 @@ class Command:
     message_id_being_responded_to: int | None = None
     status: int | None = None
     affected_sop_class_uid: str | None = None
-    elements: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)
+    elements: Mapping[int, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def has_data_set(self) -> bool:
@@ -189,7 +209,14 @@ def parse_command_elements(data: bytes) -> dict[int, bytes]:
     return elements
 
 
+@lru_cache(maxsize=1024)
 def decode_command(data: bytes) -> Command:
+    """Decode a command set (cached by its bytes: an echo's command sets
+    repeat from one association to the next; `Command` is immutable)."""
+    return _decode_command(data)
+
+
+def _decode_command(data: bytes) -> Command:
     elements = parse_command_elements(data)
     values: dict[int, int] = {}
     for tag in _US_TAGS:
@@ -217,16 +244,13 @@ def decode_command(data: bytes) -> Command:
         message_id_being_responded_to=values.get(TAG_MESSAGE_ID_RESPONDED),
         status=values.get(TAG_STATUS),
         affected_sop_class_uid=sop,
-        elements=elements,
+        elements=MappingProxyType(elements),  # shared through the cache: read-only
     )
 
 
 def data_set_type_of(command: bytes) -> int:
     """Just (0000,0800) of a complete command set, for reassembly."""
-    raw = parse_command_elements(command).get(TAG_DATA_SET_TYPE)
-    if raw is None or len(raw) != 2:
-        raise PDUError("command set has no valid Command Data Set Type (0000,0800)", 0)
-    return int.from_bytes(raw, "little")
+    return decode_command(command).data_set_type
 
 
 @dataclass(frozen=True, slots=True)

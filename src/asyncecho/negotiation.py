@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import uids
 from .pdu import (
@@ -61,6 +62,47 @@ def implementation_items(max_pdu: int) -> tuple[UserItem, ...]:
 
 
 def build_rq(
+    *,
+    calling_ae: str,
+    called_ae: str,
+    transfer_syntaxes: Sequence[str] = uids.DEFAULT_TRANSFER_SYNTAXES,
+    abstract_syntax: str = uids.VERIFICATION,
+    max_pdu: int = 16382,
+    extra_user_items: Sequence[UserItem] = (),
+) -> AssociateRQ:
+    """One presentation context (ID 1) proposing `transfer_syntaxes`
+    (built once per distinct set of arguments: every association of a
+    sweep sends the same RQ)."""
+    return _build_rq(
+        calling_ae,
+        called_ae,
+        tuple(transfer_syntaxes),
+        abstract_syntax,
+        max_pdu,
+        tuple(extra_user_items),
+    )
+
+
+@lru_cache(maxsize=256)
+def _build_rq(
+    calling_ae: str,
+    called_ae: str,
+    transfer_syntaxes: tuple[str, ...],
+    abstract_syntax: str,
+    max_pdu: int,
+    extra_user_items: tuple[UserItem, ...],
+) -> AssociateRQ:
+    return _new_rq(
+        calling_ae=calling_ae,
+        called_ae=called_ae,
+        transfer_syntaxes=transfer_syntaxes,
+        abstract_syntax=abstract_syntax,
+        max_pdu=max_pdu,
+        extra_user_items=extra_user_items,
+    )
+
+
+def _new_rq(
     *,
     calling_ae: str,
     called_ae: str,
@@ -130,6 +172,22 @@ class AcceptorPolicy:
         default_factory=lambda: {uids.VERIFICATION: SCP_TRANSFER_SYNTAXES}
     )
     max_pdu: int = 16382
+    # Answers already worked out, by the identity of the (cached, immutable)
+    # decoded RQ: a busy SCP sees the same RQ over and over.
+    _answers: dict[int, tuple[AssociateRQ, AssociateRJ | AssociateAC]] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
+
+    def answer(self, rq: AssociateRQ) -> AssociateRJ | AssociateAC:
+        """`reject_for(rq)` if it rejects, else `build_ac(rq)`."""
+        entry = self._answers.get(id(rq))
+        if entry is not None and entry[0] is rq:
+            return entry[1]
+        answer = reject_for(rq, self) or build_ac(rq, self)
+        if len(self._answers) >= 256:
+            self._answers.clear()
+        self._answers[id(rq)] = (rq, answer)
+        return answer
 
 
 def reject_for(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateRJ | None:

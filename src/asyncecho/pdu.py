@@ -402,8 +402,28 @@ def check_header(pdu_type: int, length: int, max_pdata: int, max_associate: int)
             raise PDUError(f"{name} length {length} is over the maximum {max_associate}", 2)
 
 
+# Decoded A-ASSOCIATE-RQ/AC PDUs by their bytes. A peer sends the same bytes
+# in every association, and the values are immutable, so a sweep or a busy
+# SCP decodes each distinct one once.
+_ASSOCIATE_CACHE: dict[bytes, PDU] = {}
+_ASSOCIATE_CACHE_SIZE = 256
+
+
 def decode_pdu(data: bytes) -> PDU:
     """Decode one whole PDU, header included."""
+    if data[:1] in (b"\x01", b"\x02"):
+        cached = _ASSOCIATE_CACHE.get(data)
+        if cached is not None:
+            return cached
+        pdu = _decode(data)
+        if len(_ASSOCIATE_CACHE) >= _ASSOCIATE_CACHE_SIZE:
+            _ASSOCIATE_CACHE.clear()
+        _ASSOCIATE_CACHE[data] = pdu
+        return pdu
+    return _decode(data)
+
+
+def _decode(data: bytes) -> PDU:
     r = Reader(data)
     pdu_type = r.u8("PDU type")
     r.skip(1, "reserved field")

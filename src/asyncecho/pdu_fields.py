@@ -7,6 +7,8 @@ raise `PDUError`, never IndexError, struct.error or UnicodeDecodeError.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .protocol_errors import PDUError
 
 _U16 = 2
@@ -128,8 +130,10 @@ def decode_ae_title(reader: Reader, what: str, *, strict: bool) -> str:
 UID_MAX = 64
 
 
+@lru_cache(maxsize=4096)
 def uid_problem(uid: str) -> str | None:
-    """Why `uid` is not a valid UID, or None when it is."""
+    """Why `uid` is not a valid UID, or None when it is (cached: the same
+    few UIDs come in every association)."""
     if not uid:
         return "UID is empty"
     if len(uid) > UID_MAX:

@@ -21,6 +21,7 @@ start it (AA-1 restarts it), and every action leaving them stops it.
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 from .protocol_errors import LocalProtocolError
 
@@ -250,14 +251,35 @@ STARTS_ARTIM = frozenset({A.AE_5, A.AE_8, A.AR_4, A.AA_1, A.AA_8})
 CLOSES_TRANSPORT = frozenset({A.AE_4, A.AR_3, A.AR_5, A.AA_2, A.AA_3, A.AA_4, A.AA_5})
 
 
+class Cell(NamedTuple):
+    """One filled cell of the table with what its action implies, looked up
+    once per event (plain Enum members hash in Python: kept off the hot path)."""
+
+    action: Action
+    next_state: State | None  # None: AE-6 and AR-8 decide at run time
+    starts_artim: bool
+    closes_transport: bool
+
+
+CELLS: dict[Event, dict[State, Cell]] = {
+    event: {
+        state: Cell(action, NEXT_STATE[action], action in STARTS_ARTIM, action in CLOSES_TRANSPORT)
+        for state, action in row.items()
+    }
+    for event, row in TABLE.items()
+}
+
+
 class StateMachine:
     """The current state, and the table lookup that moves it."""
 
-    __slots__ = ("is_requestor", "state")
+    __slots__ = ("cell", "is_requestor", "state")
 
     def __init__(self, is_requestor: bool) -> None:
         self.is_requestor = is_requestor
         self.state = S.STA1
+        #: the cell of the last transition
+        self.cell: Cell | None = None
 
     def action_for(self, event: Event) -> Action | None:
         return TABLE[event].get(self.state)
@@ -268,14 +290,16 @@ class StateMachine:
         `acceptable` is AE-6's condition: whether the service provider can
         accept the A-ASSOCIATE-RQ (e.g. its protocol version).
         """
-        action = TABLE[event].get(self.state)
-        if action is None:
+        cell = CELLS[event].get(self.state)
+        if cell is None:
             raise LocalProtocolError(f"{event} is not allowed in {self.state}")
-        next_state = NEXT_STATE[action]
+        action = cell.action
+        next_state = cell.next_state
         if next_state is None:
             if action is A.AE_6:
                 next_state = S.STA3 if acceptable else S.STA13
             else:  # AR-8
                 next_state = S.STA9 if self.is_requestor else S.STA10
         self.state = next_state
+        self.cell = cell
         return action

@@ -14,6 +14,7 @@ the table names and turns PDUs into the table's events.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from .dimse import Message, MessageAssembler, fragment
 from .events import (
@@ -47,7 +48,7 @@ from .protocol_errors import (
     LocalProtocolError,
     PDUError,
 )
-from .state_machine import CLOSES_TRANSPORT, STARTS_ARTIM, Action, State, StateMachine
+from .state_machine import Action, State, StateMachine
 from .state_machine import Event as Evt
 
 # PS3.8 9.1.4: ARTIM bounds the wait for the first PDU (acceptor) and for the
@@ -63,6 +64,12 @@ _PDU_EVENT = {
     ReleaseRP: Evt.EVT13,
     Abort: Evt.EVT16,
 }
+
+
+@lru_cache(maxsize=256)
+def _encode_associate(pdu: AssociateRQ | AssociateAC) -> bytes:
+    # The same RQ (or AC) goes out in every association of a sweep or SCP.
+    return pdu.encode()
 
 
 class UpperLayer:
@@ -256,7 +263,10 @@ class UpperLayer:
             raise LocalProtocolError(f"{event} is not allowed in {self.state}")
 
     def _send(self, pdu: PDU) -> None:
-        self._outbox += pdu.encode()
+        if isinstance(pdu, (AssociateRQ, AssociateAC)):
+            self._outbox += _encode_associate(pdu)
+        else:
+            self._outbox += pdu.encode()
         if self.sent_pdus is not None:
             self.sent_pdus.append(pdu)
 
@@ -276,13 +286,16 @@ class UpperLayer:
             # AE-6's provider check: only the protocol version is the
             # provider's to judge; everything else is the user's (Evt7/Evt8).
             acceptable = bool(pdu.protocol_version & PROTOCOL_VERSION)
-        action = self.machine.fire(event, acceptable=acceptable)
+        machine = self.machine
+        action = machine.fire(event, acceptable=acceptable)
+        cell = machine.cell
+        assert cell is not None
         out = self._carry_out(action, event, pdu, error, acceptable)
-        if action in STARTS_ARTIM or (action is Action.AE_6 and not acceptable):
+        if cell.starts_artim or (action is Action.AE_6 and not acceptable):
             self.artim_deadline = self._now + self.artim_timeout
         elif self.state not in (State.STA2, State.STA13):
             self.artim_deadline = None
-        if action in CLOSES_TRANSPORT:
+        if cell.closes_transport:
             self.should_close = True
         return out
 
