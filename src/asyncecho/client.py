@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from . import logs, uids
 from .channel import Channel, ConnectOptions, ReceiveTimeout
@@ -47,6 +48,7 @@ from .pdu import AssociateAC, AssociateRQ
 from .pdu_items import PC_RESULT_NAMES, UserIdentityAC, UserIdentityRQ, UserItem
 from .protocol_errors import PDUError
 from .results import EchoResult, Timings
+from .state_machine import Event as Evt
 from .state_machine import State
 from .upper_layer import UpperLayer
 
@@ -131,6 +133,8 @@ class Association:
         self.context_id = 0
         self.transfer_syntax: str | None = None
         self._message_ids = itertools.count(1)
+        # Events a read produced after the one its phase waited for (see _next_event).
+        self._pending: deque[Event] = deque()
         self._started = 0.0
         self._deadline: float | None = None
         self.connect_time: float | None = None
@@ -189,19 +193,18 @@ class Association:
         logs.log("associate.request", rq=self.rq, **log_fields)
         self.upper.connection_made(now)  # Evt2 -> AE-2: send the A-ASSOCIATE-RQ
         await channel.send(self.upper.data_to_send())
-        for event in await self._events(AcseTimeout, options.acse_timeout):
-            if isinstance(event, AssociationAccepted):
-                self._accepted(event.ac)
-                self.associate_time = channel.now() - now
-                logs.log(
-                    "associate.accepted",
-                    ac=event.ac,
-                    rq=self.rq,
-                    seconds=self.associate_time,
-                    **log_fields,
-                )
-                break
+        event = await self._next_event(AcseTimeout, options.acse_timeout)
+        if not isinstance(event, AssociationAccepted):
             self._raise_for(event)
+        self._accepted(event.ac)
+        self.associate_time = channel.now() - now
+        logs.log(
+            "associate.accepted",
+            ac=event.ac,
+            rq=self.rq,
+            seconds=self.associate_time,
+            **log_fields,
+        )
         if not self.context_id:
             assert self.ac is not None
             results = {
@@ -241,6 +244,14 @@ class Association:
             if limit is None or left < limit:
                 limit, kind = left, DeadlineExceeded
         return limit, kind
+
+    async def _next_event(self, phase: type[EchoTimeout], phase_timeout: float | None) -> Event:
+        """The association's next event. One read can complete several PDUs
+        (an A-ASSOCIATE-AC and an A-ABORT in one segment); the events after
+        the one a phase waits for are kept for the next phase, never dropped."""
+        if not self._pending:
+            self._pending.extend(await self._events(phase, phase_timeout))
+        return self._pending.popleft()
 
     async def _events(self, phase: type[EchoTimeout], phase_timeout: float | None) -> list[Event]:
         """Read until the upper layer has something to say."""
@@ -283,17 +294,22 @@ class Association:
                 await channel.aclose()
                 raise AssociationAborted("the connection closed without an A-ABORT")
 
-    def _raise_for(self, event: Event) -> None:
+    def _raise_for(self, event: Event) -> NoReturn:
         """Turn an event that ends the association into its exception."""
         if isinstance(event, AssociationRejected):
             logs.log("associate.rejected", level="error", assoc=self.id, rj=event.rj)
             raise AssociationRejectedError(event.rj)
         if isinstance(event, Aborted):
-            if event.error is not None:
-                logs.log("protocol_error", level="error", assoc=self.id, reason=event.error.message)
-                raise ProtocolError(
-                    f"protocol error from the peer, association aborted: {event.error.message}"
+            if event.error is not None or not (event.by_peer or event.connection_lost):
+                # AA-8: our upper layer aborted, for an invalid PDU or for a
+                # valid one the state table does not allow now (PS3.8 9.2).
+                problem = (
+                    event.error.message
+                    if event.error is not None
+                    else "unexpected PDU for the state of the association"
                 )
+                logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
+                raise ProtocolError(f"protocol error from the peer, association aborted: {problem}")
             if event.connection_lost:
                 logs.log("aborted", level="error", assoc=self.id, reason="connection closed")
                 hint = ""
@@ -325,23 +341,24 @@ class Association:
     async def echo(self) -> int:
         """Send one C-ECHO-RQ; return the response's status."""
         channel, upper = self.channel, self.upper
-        if channel is None or upper.state is not State.STA6:
+        if channel is None or (upper.state is not State.STA6 and not self._pending):
             raise RuntimeError(f"no established association ({upper.state})")
         message_id = next(self._message_ids)
-        upper.send_message(self.context_id, encode_echo_rq(message_id))
-        logs.log("echo.request", assoc=self.id, message_id=message_id)
-        await channel.send(upper.data_to_send())
+        if upper.state is State.STA6:
+            # (otherwise a pending event ended the association: it is raised below)
+            upper.send_message(self.context_id, encode_echo_rq(message_id))
+            logs.log("echo.request", assoc=self.id, message_id=message_id)
+            await channel.send(upper.data_to_send())
         while True:
-            for event in await self._events(DimseTimeout, self.options.dimse_timeout):
-                if isinstance(event, MessageReceived):
-                    return await self._echo_response(event, message_id)
-                if isinstance(event, ReleaseRequested):
-                    # The peer released with our request outstanding: answer
-                    # it (PS3.8 Evt14) rather than leave it waiting, then fail.
-                    upper.release_response(channel.now())
-                    await channel.send(upper.data_to_send())
-                    await channel.aclose()
-                self._raise_for(event)
+            event = await self._next_event(DimseTimeout, self.options.dimse_timeout)
+            if isinstance(event, MessageReceived):
+                return await self._echo_response(event, message_id)
+            if isinstance(event, ReleaseRequested):
+                # The peer released with our request outstanding: answer
+                # it (PS3.8 Evt14) rather than leave it waiting, then fail.
+                await self._answer_release()
+                await channel.aclose()
+            self._raise_for(event)
 
     async def _echo_response(self, event: MessageReceived, message_id: int) -> int:
         message = event.message
@@ -374,25 +391,31 @@ class Association:
     async def release(self) -> None:
         """A-RELEASE (PS3.8 7.2); handles a release collision (Sta9-Sta12)."""
         channel, upper = self.channel, self.upper
-        if channel is None or upper.state is not State.STA6:
+        if channel is None or (upper.state is not State.STA6 and not self._pending):
             return
         start = channel.now()
-        upper.release()
-        logs.log("release.request", assoc=self.id)
-        await channel.send(upper.data_to_send())
+        if upper.state is State.STA6:
+            # (otherwise the read that ended the last phase also ended, or
+            # began to release, the association: the pending events say how)
+            upper.release()
+            logs.log("release.request", assoc=self.id)
+            await channel.send(upper.data_to_send())
         try:
-            while not upper.should_close:
-                for event in await self._events(AcseTimeout, self.options.acse_timeout):
-                    if isinstance(event, ReleaseConfirmed):
+            while self._pending or not upper.should_close:
+                event = await self._next_event(AcseTimeout, self.options.acse_timeout)
+                if isinstance(event, ReleaseConfirmed):
+                    continue
+                if isinstance(event, ReleaseRequested):
+                    # A collision: the requestor answers first (PS3.8 7.2,
+                    # AR-9, Sta11). Or the peer asked first, in the read that
+                    # ended the echo (AR-4): the association is released.
+                    await self._answer_release()
+                    if event.collision:
                         continue
-                    if isinstance(event, ReleaseRequested) and event.collision:
-                        # PS3.8 7.2: the requestor answers first (AR-9, Sta11).
-                        upper.release_response(channel.now())
-                        await channel.send(upper.data_to_send())
-                        continue
-                    if isinstance(event, MessageReceived):
-                        continue  # AR-6: a late message, nothing to do with it
-                    self._raise_for(event)
+                    break
+                if isinstance(event, MessageReceived):
+                    continue  # AR-6: a late message, nothing to do with it
+                self._raise_for(event)
         except BaseException:
             # Cancelled or failed while the association still exists (Sta7):
             # abort it, A-ABORT first, rather than only drop the connection.
@@ -401,6 +424,15 @@ class Association:
         await channel.aclose()
         self.release_time = channel.now() - start
         logs.log("release.confirmed", assoc=self.id, seconds=self.release_time)
+
+    async def _answer_release(self) -> None:
+        """A-RELEASE response (Evt14), unless a later PDU of the same read
+        has already ended the association."""
+        channel, upper = self.channel, self.upper
+        assert channel is not None
+        if upper.machine.action_for(Evt.EVT14) is not None:
+            upper.release_response(channel.now())
+            await channel.send(upper.data_to_send())
 
     async def abort(self) -> None:
         """A-ABORT (PS3.8 7.3): send it and close at once."""

@@ -15,7 +15,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import logs, uids
 from .acceptor import (
@@ -33,6 +33,9 @@ from .pdu_fields import validate_ae_title
 from .transport_asyncio import tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+# Leaving serve() sends each association an A-ABORT, but waits no longer than
+# this for a peer that is not reading (asyncio's SCP does not wait at all).
+_SHUTDOWN_ABORT_WAIT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,11 @@ class ServerOptions:
         except (ValueError, TypeError, IndexError):
             return False
         return any(address in net for net in self.allowed_networks)
+
+
+def _peer_text(peer: Any) -> str:
+    """`host:port`, as every scp.* event gives the peer."""
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
 
 
 class Server:
@@ -159,12 +167,13 @@ class _ScpProtocol(asyncio.Protocol):
         self._acceptor: VerificationAcceptor | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        transport = cast(asyncio.Transport, transport)
         server, options = self._server, self._server.options
         self._transport = transport
         self._peer = transport.get_extra_info("peername")
         if not options.network_allowed(self._peer):
-            logs.log("scp.refused_network", level="warning", peer=str(self._peer))
+            logs.log("scp.refused_network", level="warning", peer=_peer_text(self._peer))
             transport.abort()
             return
         self._sock = transport.get_extra_info("socket")
@@ -220,8 +229,10 @@ class _ScpProtocol(asyncio.Protocol):
             logs.log("scp.idle_timeout", level="warning", peer=str(self._peer))
             acceptor.abort(now)
             self._flush()
+            # close() waits for the A-ABORT to be flushed, which a peer that
+            # does not read never lets happen: ARTIM (Sta13, started by AA-1)
+            # bounds that wait as it bounds the peer's close (PS3.8 9.1.4).
             transport.close()
-            return
         self._arm()
 
     def _flush(self) -> None:
@@ -285,6 +296,19 @@ class _ScpProtocol(asyncio.Protocol):
             )
             self._arm()
 
+    def pause_writing(self) -> None:
+        # The peer does not read our responses as fast as it sends requests:
+        # stop reading them until it does, so what we buffer for it stays
+        # bounded (by the transport's high-water mark and one read).
+        assert self._transport is not None
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        self._last = self._loop.time()  # the peer took our data: not idle
+        transport.resume_reading()
+
     def eof_received(self) -> bool:
         return False
 
@@ -313,6 +337,10 @@ class _ScpProtocol(asyncio.Protocol):
             acceptor.abort(self._loop.time())
             self._flush()
             transport.close()
+            if transport.get_write_buffer_size():
+                # The peer is not reading: it cannot take the A-ABORT, and a
+                # shutdown does not wait for it.
+                transport.abort()
 
 
 @asynccontextmanager
@@ -382,7 +410,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
     async def handle(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None)
         if not options.network_allowed(peer):
-            logs.log("scp.refused_network", level="warning", peer=str(peer))
+            logs.log("scp.refused_network", level="warning", peer=_peer_text(peer))
             await anyio.aclose_forcefully(stream)
             return
         raw = stream.extra(SocketAttribute.raw_socket, None)
@@ -427,7 +455,9 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                     if idle_applies:
                         logs.log("scp.idle_timeout", level="warning", peer=str(peer))
                         acceptor.abort(now)
-                        await _send_quietly(stream, acceptor.data_to_send())
+                        await _send_quietly(
+                            stream, acceptor.data_to_send(), options.network_timeout
+                        )
                         break
                     continue
                 if not data:
@@ -435,7 +465,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                     break
                 last = now
                 happened = acceptor.receive_data(data, now)
-                await _send_quietly(stream, acceptor.data_to_send())
+                sent = await _send_quietly(stream, acceptor.data_to_send(), options.network_timeout)
                 for item in list(happened):
                     if isinstance(item, IdentityCheckNeeded):
                         verdict = await _run_identity_check(options, item, peer)
@@ -443,7 +473,9 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                         happened += acceptor.decide(
                             verdict is not False, response, anyio.current_time()
                         )
-                        await _send_quietly(stream, acceptor.data_to_send())
+                        sent = await _send_quietly(
+                            stream, acceptor.data_to_send(), options.network_timeout
+                        )
                 for item in happened:
                     if isinstance(item, EchoAnswered):
                         server.echoes_total += 1
@@ -454,10 +486,15 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                 if counted and acceptor.state is acceptor.state.STA13:
                     counted = False
                     server.active -= 1
+                if not sent:
+                    # The peer does not read what we send (and we read no
+                    # faster than we can send): give up on it, as when idle.
+                    logs.log("scp.idle_timeout", level="warning", peer=_peer_text(peer))
+                    break
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 acceptor.abort(anyio.current_time())
-                await _send_quietly(stream, acceptor.data_to_send())
+                await _send_quietly(stream, acceptor.data_to_send(), _SHUTDOWN_ABORT_WAIT)
             raise
         finally:
             if counted:
@@ -509,15 +546,22 @@ async def _run_identity_check(
     return verdict
 
 
-async def _send_quietly(stream: Any, data: bytes) -> None:
+async def _send_quietly(stream: Any, data: bytes, timeout: float) -> bool:
+    """Send `data`; False if the peer has not taken it within `timeout`
+    seconds (it is not reading: waiting longer would hold the association,
+    and the task, for ever). A peer that is gone is left for the next
+    receive to find."""
     import anyio
 
     if not data:
-        return
-    try:
-        await stream.send(data)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, _ssl.SSLError):
-        pass
+        return True
+    with anyio.move_on_after(timeout):
+        try:
+            await stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, _ssl.SSLError):
+            pass
+        return True
+    return False
 
 
 @asynccontextmanager

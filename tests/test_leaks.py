@@ -1,0 +1,169 @@
+"""Nothing outlives a hostile case (issue 8): after each case of
+`hostile.SCU_CASES` and `hostile.SCP_CASES`, and after a 1,000-association
+mixed run, no file descriptor is left open (`/proc/self/fd`, after a short
+settle for the loop's close callbacks), no task is left running, and the
+loop still serves a normal echo. Under asyncio and trio.
+
+Tasks: under asyncio, `asyncio.all_tasks()`; under trio, every task in the
+tree under the root task (its nurseries' children, recursively). Each is
+compared with the set from before the case, so the test runner's own tasks
+do not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+import peers
+from asyncecho import (
+    AcseTimeout,
+    AssociationAborted,
+    AssociationRejected,
+    ConnectionRefused,
+    EchoResult,
+    ProtocolError,
+    echo,
+    serve,
+    verify,
+)
+from asyncecho.pdu import Abort
+from hostile import (
+    SCP_CASES,
+    SCP_SETTINGS,
+    SCU_CASES,
+    UNKNOWN_PDU,
+    after_rq,
+    hostile_scp,
+    open_fds,
+    run_scp_case,
+    scu_call,
+    silent,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+LOCALHOST = "127.0.0.1"
+SETTLE = 2.0
+
+
+def running_tasks() -> set[object]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        tasks: set[object] = set()
+        stack = [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            if task is None:
+                continue
+            tasks.add(task)
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return tasks
+    return set(asyncio.all_tasks())
+
+
+def describe(fds: set[str]) -> list[str]:
+    out = []
+    for fd in sorted(fds, key=int):
+        try:
+            out.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            pass  # closed meanwhile
+    return out
+
+
+async def settled(left: Callable[[], set[str]]) -> None:
+    """Wait (a little) until `left()` is empty; then it must be."""
+    with anyio.move_on_after(SETTLE):
+        await wait_until(lambda: not left(), SETTLE)
+    assert describe(left()) == []
+
+
+@asynccontextmanager
+async def nothing_left_behind() -> AsyncIterator[None]:
+    """No descriptor or task opened in the block outlives it (after a settle),
+    and the loop serves a normal echo afterwards."""
+    fds, tasks = open_fds(), running_tasks()
+    yield
+    with anyio.move_on_after(SETTLE):
+        await wait_until(lambda: not (open_fds() - fds or running_tasks() - tasks), SETTLE)
+    assert describe(open_fds() - fds) == []
+    assert running_tasks() - tasks == set()
+    async with serve() as server:
+        assert (await echo(LOCALHOST, server.port)).ok
+
+
+@pytest.mark.parametrize("name", list(SCU_CASES))
+async def test_no_leak_after_hostile_scp(name: str) -> None:
+    # verify(): echo() and associate() go through the same context manager
+    # (`_associated`), whose exits are what could leave something behind.
+    case = SCU_CASES[name]
+    async with nothing_left_behind():
+        before = open_fds()
+        async with hostile_scp(case.script) as peer:
+            error = await scu_call("verify", peer.port, case.options())
+            assert type(error) is case.outcome if case.outcome else error is None
+            # while the peer still holds its end open (its close would make
+            # asyncio close a forgotten transport, hiding the leak)
+            await settled(lambda: open_fds() - before - peer.own_fds())
+
+
+@pytest.mark.parametrize("name", list(SCP_CASES))
+async def test_no_leak_after_hostile_client(name: str) -> None:
+    async with nothing_left_behind(), serve(**SCP_SETTINGS) as server:
+        await run_scp_case(SCP_CASES[name], server.port, SCP_SETTINGS)
+        await wait_until(lambda: server.active == 0)
+
+
+# --- 1,000 associations, mixed ------------------------------------------------------------------
+
+
+async def test_thousand_mixed_associations() -> None:
+    """Good, refused (nothing listening), rejected (A-ASSOCIATE-RJ), aborted
+    (the peer's A-ABORT), protocol errors and ACSE timeouts, 100 at a time,
+    against serve() and hostile peers."""
+    count, timeout = 1000, 0.2
+    async with nothing_left_behind(), AsyncExitStack() as stack:
+        good = await stack.enter_async_context(serve())
+        strict = await stack.enter_async_context(serve(ae_title="STRICT", require_called_ae=True))
+        aborting = await stack.enter_async_context(hostile_scp(after_rq(Abort(0, 0).encode())))
+        garbling = await stack.enter_async_context(hostile_scp(after_rq(UNKNOWN_PDU)))
+        mute = await stack.enter_async_context(hostile_scp(silent))
+        refused = peers.closed_port()
+        kinds: list[tuple[int, dict[str, Any], Callable[[EchoResult], bool]]] = [
+            (good.port, {}, lambda r: r.ok),
+            (refused, {}, lambda r: type(r.error) is ConnectionRefused),
+            (strict.port, {"called_ae": "OTHER"}, lambda r: type(r.error) is AssociationRejected),
+            (aborting.port, {}, lambda r: type(r.error) is AssociationAborted),
+            (garbling.port, {}, lambda r: type(r.error) is ProtocolError),
+            (mute.port, {"acse_timeout": timeout}, lambda r: type(r.error) is AcseTimeout),
+        ]
+        outcomes: Counter[tuple[int, bool]] = Counter()
+        limiter = anyio.CapacityLimiter(100)
+
+        async def one(index: int) -> None:
+            port, overrides, expected = kinds[index % len(kinds)]
+            async with limiter:
+                result = await verify(LOCALHOST, port, **overrides)
+            outcomes[index % len(kinds), expected(result)] += 1
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for index in range(count):
+                    tg.start_soon(one, index)
+        assert sum(outcomes.values()) == count
+        assert [key for key in outcomes if not key[1]] == []
+        assert good.echoes_total == outcomes[0, True]
+        await wait_until(lambda: good.active == 0 and strict.active == 0)
