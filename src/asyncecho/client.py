@@ -145,7 +145,9 @@ class Association:
 
     # --- opening --------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def _connect(self) -> None:
+        """A-ASSOCIATE request (Evt1) and the transport connect, within the
+        connect timeout and the deadline; raises the typed failure."""
         options = self.options
         self._started = _clock()
         if options.deadline is not None:
@@ -188,8 +190,16 @@ class Association:
             raise error from None
         channel = self.channel
         assert channel is not None
+        self.connect_time = channel.now() - self._started
+
+    async def _open(self) -> None:
+        """Connect, then A-ASSOCIATE; raises unless an association exists."""
+        await self._connect()
+        channel = self.channel
+        assert channel is not None
+        options = self.options
         now = channel.now()
-        self.connect_time = now - self._started
+        log_fields: dict[str, Any] = {"assoc": self.id, "peer": f"{self.host}:{self.port}"}
         logs.log("associate.request", rq=self.rq, **log_fields)
         self.upper.connection_made(now)  # Evt2 -> AE-2: send the A-ASSOCIATE-RQ
         await channel.send(self.upper.data_to_send())
@@ -360,33 +370,44 @@ class Association:
                 await channel.aclose()
             self._raise_for(event)
 
-    async def _echo_response(self, event: MessageReceived, message_id: int) -> int:
+    def _check_echo_response(
+        self, event: MessageReceived, message_id: int
+    ) -> tuple[int, str | None]:
+        """(status, None) for a valid C-ECHO-RSP to `message_id`, else (0, why not)."""
         message = event.message
         try:
             command = decode_command(message.command)
-            problem = None
-            if command.command_field != C_ECHO_RSP:
-                problem = f"expected a C-ECHO-RSP, got command field 0x{command.command_field:04X}"
-            elif command.message_id_being_responded_to != message_id:
-                answered = command.message_id_being_responded_to
-                problem = f"C-ECHO-RSP answers message ID {answered}, not {message_id}"
-            elif command.status is None:
-                problem = "C-ECHO-RSP has no Status (0000,0900)"
-            elif message.data_set is not None or command.has_data_set:
-                problem = "C-ECHO-RSP carries a data set"
         except PDUError as exc:
-            problem = exc.message
+            return 0, exc.message
+        if command.command_field != C_ECHO_RSP:
+            return 0, f"expected a C-ECHO-RSP, got command field 0x{command.command_field:04X}"
+        if command.message_id_being_responded_to != message_id:
+            answered = command.message_id_being_responded_to
+            return 0, f"C-ECHO-RSP answers message ID {answered}, not {message_id}"
+        if command.status is None:
+            return 0, "C-ECHO-RSP has no Status (0000,0900)"
+        if message.data_set is not None or command.has_data_set:
+            return 0, "C-ECHO-RSP carries a data set"
+        if logs.enabled:
+            logs.log("echo.response", assoc=self.id, message_id=message_id, status=command.status)
+        return command.status, None
+
+    def _violation(self, problem: str, now: float) -> ProtocolError:
+        """PS3.8 AA-8 for a response we cannot accept: a service-provider
+        A-ABORT (reason: invalid PDU parameter value) goes out."""
+        logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
+        self.upper.protocol_violation(PDUError(problem, 0), now)
+        return ProtocolError(f"protocol error from the peer, association aborted: {problem}")
+
+    async def _echo_response(self, event: MessageReceived, message_id: int) -> int:
+        status, problem = self._check_echo_response(event, message_id)
         if problem is not None:
-            logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
             assert self.channel is not None
-            # PS3.8 AA-8: a service-provider A-ABORT, reason "invalid PDU parameter value".
-            self.upper.protocol_violation(PDUError(problem, 0), self.channel.now())
+            error = self._violation(problem, self.channel.now())
             await self.channel.send(self.upper.data_to_send())
             await self.channel.aclose()
-            raise ProtocolError(f"protocol error from the peer, association aborted: {problem}")
-        assert command.status is not None
-        logs.log("echo.response", assoc=self.id, message_id=message_id, status=command.status)
-        return command.status
+            raise error
+        return status
 
     async def release(self) -> None:
         """A-RELEASE (PS3.8 7.2); handles a release collision (Sta9-Sta12)."""
@@ -546,14 +567,47 @@ async def _shielded_abort(assoc: Association) -> None:
 
 async def _echo_once(assoc: Association) -> EchoResult:
     """Associate, one C-ECHO, release; errors propagate with `assoc` holding
-    what was learnt before them."""
-    async with _associated(assoc):
-        assert assoc.channel is not None
-        start = assoc.channel.now()
+    what was learnt before them. (`_associated` spelled out: this is the hot
+    path of every sweep.)"""
+    if _on_asyncio():
+        return await _echo_driven(assoc)
+    try:
+        await assoc._open()
+        channel = assoc.channel
+        assert channel is not None
+        start = channel.now()
         status = await assoc.echo()
-        assoc.echo_time = assoc.channel.now() - start
+        assoc.echo_time = channel.now() - start
         assoc.status = status
-    return assoc.result(status, 1, assoc.echo_time, total=assoc.channel.now() - assoc._started)
+        await assoc.release()
+    except BaseException:
+        await _shielded_abort(assoc)
+        raise
+    return assoc.result(status, 1, assoc.echo_time, total=channel.now() - assoc._started)
+
+
+async def _echo_driven(assoc: Association) -> EchoResult:
+    """`_echo_once` on asyncio: after the connect, the association runs in
+    the transport's callbacks (see `echo_driver`) and the task wakes once."""
+    from .echo_driver import EchoDriver
+    from .transport_asyncio import AsyncioChannel
+
+    try:
+        await assoc._connect()
+    except BaseException:
+        await _shielded_abort(assoc)
+        raise
+    channel = assoc.channel
+    assert isinstance(channel, AsyncioChannel)
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    driver = EchoDriver(assoc, channel, done)
+    try:
+        driver.start()
+        status = await done
+    except BaseException:
+        driver.abort()
+        raise
+    return assoc.result(status, 1, assoc.echo_time, total=channel.now() - assoc._started)
 
 
 async def echo(

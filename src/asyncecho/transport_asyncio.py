@@ -9,6 +9,7 @@ import asyncio
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any, cast
 
 from .channel import ConnectOptions, ReceiveTimeout
@@ -36,7 +37,7 @@ def tune_socket(sock: Any) -> None:
 
 
 class _ClientProtocol(asyncio.Protocol):
-    __slots__ = ("_chunks", "_closed", "_error", "_sock", "_waiter", "transport")
+    __slots__ = ("_chunks", "_closed", "_error", "_sock", "_waiter", "listener", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -45,6 +46,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._closed = False
         self._error: BaseException | None = None
         self._sock: Any = None
+        # Set: bytes go straight to it (b"" once closed), nothing is buffered.
+        self.listener: Callable[[bytes], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
@@ -53,17 +56,24 @@ class _ClientProtocol(asyncio.Protocol):
         tune_socket(self._sock)
 
     def data_received(self, data: bytes) -> None:
+        if self.listener is not None:
+            self.listener(data)
+            return
         self._chunks.append(data)
         self._wake()
 
     def eof_received(self) -> bool:
-        self._closed = True
+        was_closed, self._closed = self._closed, True
+        if self.listener is not None and not was_closed:
+            self.listener(b"")
         self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+        was_closed, self._closed = self._closed, True
         self._error = exc
+        if self.listener is not None and not was_closed:
+            self.listener(b"")
         self._wake()
 
     def _wake(self) -> None:
@@ -72,13 +82,8 @@ class _ClientProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ReceiveTimeout())
-
-
 class AsyncioChannel:
-    __slots__ = ("_loop", "_protocol", "_transport", "tls_version")
+    __slots__ = ("_deadline", "_loop", "_protocol", "_timer", "_transport", "tls_version")
 
     def __init__(
         self,
@@ -89,6 +94,11 @@ class AsyncioChannel:
         self._loop = loop
         self._transport = transport
         self._protocol = protocol
+        # One timer per connection, re-armed lazily: a receive sets the
+        # deadline it needs, and a timer that fires before it re-arms itself.
+        # Creating and cancelling a timer for every read cost more.
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         # Read now: an SSL transport forgets it once closed.
         ssl_object = transport.get_extra_info("ssl_object")
         self.tls_version: str | None = str(ssl_object.version()) if ssl_object is not None else None
@@ -105,23 +115,73 @@ class AsyncioChannel:
         if not protocol._chunks and not protocol._closed:
             waiter = self._loop.create_future()
             protocol._waiter = waiter
-            handle = (
-                None
-                if timeout is None
-                else self._loop.call_later(max(timeout, 0.0), _expire, waiter)
-            )
+            if timeout is None:
+                self._deadline = None
+            else:
+                deadline = self._deadline = self._loop.time() + max(timeout, 0.0)
+                timer = self._timer
+                if timer is None or timer.when() > deadline:
+                    if timer is not None:
+                        timer.cancel()
+                    self._timer = self._loop.call_at(deadline, self._on_timer)
             try:
                 await waiter
             finally:
                 protocol._waiter = None
-                if handle is not None:
-                    handle.cancel()
+                self._deadline = None
         if protocol._chunks:
             chunks = protocol._chunks
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
             return data
         return b""
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        waiter = self._protocol._waiter
+        if deadline is None or waiter is None or waiter.done():
+            return  # nobody is waiting now; the next receive arms it again
+        if self._loop.time() >= deadline:
+            waiter.set_exception(ReceiveTimeout())
+        else:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def listen(self, listener: Callable[[bytes], None]) -> None:
+        """From now on hand every read to `listener` (b"" once the peer has
+        closed) instead of buffering it for `receive`; what was buffered is
+        handed over first."""
+        protocol = self._protocol
+        protocol.listener = listener
+        if protocol._chunks:
+            data = b"".join(protocol._chunks)
+            protocol._chunks.clear()
+            listener(data)
+        if protocol._closed:
+            listener(b"")
+
+    def write(self, data: bytes) -> None:
+        if data and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._stop_timer()
+        self._transport.close()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        """The connection's one timer, for a callback-driven user: `callback`
+        runs at `when` or earlier (a timer already due sooner is kept: the
+        callback must check the time and ask again)."""
+        timer = self._timer
+        if timer is not None and not timer.cancelled() and timer.when() <= when:
+            return
+        self._stop_timer()
+        self._timer = self._loop.call_at(when, callback)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def quickack(self) -> None:
         sock = self._protocol._sock
@@ -132,6 +192,7 @@ class AsyncioChannel:
                 pass
 
     async def aclose(self) -> None:
+        self._stop_timer()
         self._transport.close()
 
     @property
@@ -140,6 +201,7 @@ class AsyncioChannel:
         return self._protocol._error
 
     async def abort(self) -> None:
+        self._stop_timer()
         self._transport.abort()
 
     @property

@@ -1,0 +1,279 @@
+"""`echo()` on asyncio, driven from transport callbacks.
+
+The coroutine path (`Association`) wakes its task for every read and arms a
+timer for every wait; for one association, C-ECHO and release that is most
+of the client's cost next to a raw-bytes client. Here the whole association
+after the TCP connect runs in the connection's callbacks: each read goes
+through the same `UpperLayer` and the same checks and errors as the
+coroutine path, the next request goes out from the callback, one timer
+bounds each phase, and the task wakes once, at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as _ssl
+from typing import TYPE_CHECKING
+
+from . import logs
+from .dimse import encode_echo_rq
+from .events import AssociationAccepted, Event, MessageReceived, ReleaseConfirmed, ReleaseRequested
+from .exceptions import (
+    AcseTimeout,
+    AssociationAborted,
+    DeadlineExceeded,
+    DimseTimeout,
+    EchoError,
+    EchoTimeout,
+    NetworkTimeout,
+    NoAcceptedContext,
+)
+from .pdu_items import PC_RESULT_NAMES
+from .state_machine import Event as Evt
+from .state_machine import State
+
+if TYPE_CHECKING:
+    from .client import Association
+    from .transport_asyncio import AsyncioChannel
+
+_ASSOCIATE, _ECHO, _RELEASE = 1, 2, 3
+_MESSAGE_ID = 1
+
+
+class EchoDriver:
+    """Runs A-ASSOCIATE (already requested), one C-ECHO and A-RELEASE of
+    `assoc` on `channel`; `done` gets the status or the error."""
+
+    __slots__ = (
+        "_phase",
+        "_phase_end",
+        "_phase_kind",
+        "_phase_timeout",
+        "_released",
+        "_started_phase",
+        "assoc",
+        "channel",
+        "done",
+        "last",
+        "pending_error",
+    )
+
+    def __init__(
+        self, assoc: Association, channel: AsyncioChannel, done: asyncio.Future[int]
+    ) -> None:
+        self.assoc = assoc
+        self.channel = channel
+        self.done = done
+        self.pending_error: EchoError | None = None
+        self.last = channel.now()
+        self._phase = _ASSOCIATE
+        self._phase_end: float | None = None
+        self._phase_kind: type[EchoTimeout] = AcseTimeout
+        self._phase_timeout: float | None = None
+        self._started_phase = self.last
+        self._released = False
+
+    # --- phases ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Send the A-ASSOCIATE-RQ (AE-2) and wait for the answer."""
+        assoc = self.assoc
+        now = self.channel.now()
+        if logs.enabled:
+            logs.log(
+                "associate.request", assoc=assoc.id, peer=f"{assoc.host}:{assoc.port}", rq=assoc.rq
+            )
+        assoc.upper.connection_made(now)
+        self.channel.write(assoc.upper.data_to_send())
+        self._enter(_ASSOCIATE, AcseTimeout, assoc.options.acse_timeout, now)
+        self.channel.listen(self.on_data)
+
+    def _enter(
+        self, phase: int, kind: type[EchoTimeout], timeout: float | None, now: float
+    ) -> None:
+        self._phase, self._phase_kind, self._phase_timeout = phase, kind, timeout
+        self._started_phase = now
+        self._phase_end = None if timeout is None else now + timeout
+        self._arm(now)
+
+    def _send_echo(self, now: float) -> None:
+        assoc = self.assoc
+        if assoc.upper.state is State.STA6:
+            # (otherwise a later PDU of the same read has already ended the
+            # association: its event comes next and says how)
+            assoc.upper.send_message(assoc.context_id, encode_echo_rq(_MESSAGE_ID))
+            if logs.enabled:
+                logs.log("echo.request", assoc=assoc.id, message_id=_MESSAGE_ID)
+            self.channel.write(assoc.upper.data_to_send())
+        self._enter(_ECHO, DimseTimeout, assoc.options.dimse_timeout, now)
+
+    def _send_release(self, now: float) -> None:
+        upper = self.assoc.upper
+        if upper.state is State.STA6:
+            upper.release()
+            if logs.enabled:
+                logs.log("release.request", assoc=self.assoc.id)
+            self.channel.write(upper.data_to_send())
+        self._enter(_RELEASE, AcseTimeout, self.assoc.options.acse_timeout, now)
+
+    # --- input -----------------------------------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        try:
+            self._on_data(data)
+        except Exception as bug:  # never left to the loop's handler: the caller gets it
+            self.abort()
+            self._fail(bug)
+
+    def _on_data(self, data: bytes) -> None:
+        assoc, channel = self.assoc, self.channel
+        upper = assoc.upper
+        now = self.last = channel.now()
+        error = channel.error
+        if not data and isinstance(error, _ssl.SSLError):
+            # TLS 1.3 reports a refused client certificate after the handshake.
+            channel.close()
+            self._fail(assoc._tls_failed(error))
+            return
+        events = upper.receive_data(data, now) if data else upper.connection_lost(now)
+        channel.write(upper.data_to_send())
+        if upper.should_close or upper.state is State.STA13:
+            channel.close()
+        elif upper.partial_pdu:
+            channel.quickack()
+        try:
+            for event in events:
+                self._handle(event, now)
+                if self.done.done():
+                    return
+        except EchoError as failure:
+            channel.close()
+            self._fail(failure)
+            return
+        if self._phase == _RELEASE and (upper.should_close or self._released):
+            self._finish(now)
+        elif not events and (not data or upper.state in (State.STA1, State.STA13)):
+            channel.close()
+            self._fail(AssociationAborted("the connection closed without an A-ABORT"))
+
+    def _handle(self, event: Event, now: float) -> None:
+        assoc = self.assoc
+        phase = self._phase
+        if phase == _ASSOCIATE:
+            if not isinstance(event, AssociationAccepted):
+                assoc._raise_for(event)
+            assoc._accepted(event.ac)
+            assoc.associate_time = now - self._started_phase
+            if logs.enabled:
+                logs.log(
+                    "associate.accepted",
+                    assoc=assoc.id,
+                    ac=event.ac,
+                    rq=assoc.rq,
+                    seconds=assoc.associate_time,
+                )
+            if assoc.context_id:
+                self._send_echo(now)
+                return
+            assert assoc.ac is not None
+            results = {
+                pc.context_id: PC_RESULT_NAMES[pc.result] for pc in assoc.ac.presentation_contexts
+            }
+            logs.log("associate.no_context", level="error", assoc=assoc.id)
+            self.pending_error = NoAcceptedContext(results)
+            self._send_release(now)
+        elif phase == _ECHO:
+            if isinstance(event, MessageReceived):
+                status, problem = assoc._check_echo_response(event, _MESSAGE_ID)
+                if problem is not None:
+                    error = assoc._violation(problem, now)
+                    self.channel.write(assoc.upper.data_to_send())
+                    raise error
+                assoc.status = status
+                assoc.echo_time = now - self._started_phase
+                self._send_release(now)
+                return
+            if isinstance(event, ReleaseRequested):
+                # The peer released with our request outstanding: answer it
+                # (PS3.8 Evt14) rather than leave it waiting, then fail.
+                self._answer_release(now)
+            assoc._raise_for(event)
+        else:  # releasing
+            if isinstance(event, (ReleaseConfirmed, MessageReceived)):
+                return  # AR-3 / AR-10; AR-6: a late message, nothing to do with it
+            if isinstance(event, ReleaseRequested):
+                # A collision (AR-8, the requestor answers first: AR-9), or
+                # the peer asked first in the read that ended the echo.
+                self._answer_release(now)
+                if not event.collision:
+                    self._released = True
+                return
+            assoc._raise_for(event)
+
+    def _answer_release(self, now: float) -> None:
+        upper = self.assoc.upper
+        if upper.machine.action_for(Evt.EVT14) is not None:
+            upper.release_response(now)
+            self.channel.write(upper.data_to_send())
+
+    # --- ends ------------------------------------------------------------------------
+
+    def _finish(self, now: float) -> None:
+        assoc = self.assoc
+        self.channel.close()
+        assoc.release_time = now - self._started_phase
+        if logs.enabled:
+            logs.log("release.confirmed", assoc=assoc.id, seconds=assoc.release_time)
+        if self.pending_error is not None:
+            self._fail(self.pending_error)
+        elif not self.done.done():
+            self.done.set_result(assoc.status if assoc.status is not None else 0)
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+    def abort(self) -> None:
+        """A-ABORT and close now (a timeout, or the caller was cancelled)."""
+        upper, channel = self.assoc.upper, self.channel
+        if upper.state not in (State.STA1, State.STA13):
+            upper.abort(channel.now())
+            channel.write(upper.data_to_send())
+        channel.close()
+
+    # --- the phase timer -------------------------------------------------------------
+
+    def _limits(self, now: float) -> tuple[float | None, type[EchoTimeout], float | None]:
+        """The nearest of the phase's end, the overall deadline and the idle
+        network limit: (when, which, its configured value)."""
+        options = self.assoc.options
+        when, kind, value = self._phase_end, self._phase_kind, self._phase_timeout
+        deadline = self.assoc._deadline
+        if deadline is not None and (when is None or deadline < when):
+            when, kind, value = deadline, DeadlineExceeded, options.deadline
+        network = options.network_timeout
+        if network is not None and (when is None or self.last + network < when):
+            when, kind, value = self.last + network, NetworkTimeout, network
+        return when, kind, value
+
+    def _arm(self, now: float) -> None:
+        when, _, _ = self._limits(now)
+        if when is not None:
+            self.channel.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.channel._timer = None  # this one has fired
+        if self.done.done():
+            return
+        now = self.channel.now()
+        when, kind, value = self._limits(now)
+        if when is None:
+            return
+        if now < when:
+            self.channel.call_at(when, self._on_timer)  # data came meanwhile: not idle
+            return
+        self.abort()
+        logs.log("timeout", level="error", assoc=self.assoc.id, phase=kind.phase)
+        self._fail(kind(value))
