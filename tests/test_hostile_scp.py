@@ -301,3 +301,46 @@ async def test_echoscp_client_that_never_reads(echoscp: Echoscp) -> None:
         assert (await echo(LOCALHOST, echoscp.port)).ok
         bound = SCP_SETTINGS["network_timeout"] + SCP_SETTINGS["acse_timeout"] + BACKLOG
         await wait_until(lambda: open_fds(pid) == before_fds, bound)
+
+
+@pytest.mark.anyio
+async def test_trickled_pdata_is_bounded_by_the_dimse_timeout() -> None:
+    """Once associated, a client trickling a P-DATA one byte at a time resets
+    the idle network timeout with every byte, but the PDU as a whole must
+    arrive within the DIMSE timeout: then the SCP aborts (A-ABORT) and
+    closes, and keeps serving others."""
+    from asyncecho.dimse import encode_echo_rq
+    from asyncecho.negotiation import build_rq
+    from asyncecho.pdu import PDV, Abort, AssociateAC, PDataTF, decode_pdu
+
+    pdata = PDataTF((PDV(1, True, True, encode_echo_rq(1)),)).encode()
+    async with serve("127.0.0.1", 0, network_timeout=0.4, dimse_timeout=0.6) as server:
+        start = anyio.current_time()
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(build_rq(calling_ae="TRICKLE", called_ae="ANY-SCP").encode())
+            received = b""
+            while len(received) < 6 or len(received) < 6 + int.from_bytes(received[2:6], "big"):
+                received += await stream.receive()
+            assert isinstance(decode_pdu(received), AssociateAC)
+            rest = b""
+            with anyio.fail_after(5):
+                for byte in pdata:
+                    try:
+                        await stream.send(bytes([byte]))
+                    except (anyio.BrokenResourceError, OSError):
+                        break
+                    with anyio.move_on_after(0.1):
+                        rest += await stream.receive()
+                    if rest:
+                        break
+                while True:
+                    try:
+                        chunk = await stream.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        break
+                    rest += chunk
+        elapsed = anyio.current_time() - start
+        abort = decode_pdu(rest[:10])
+        assert isinstance(abort, Abort)
+        assert elapsed < 3.0
+        assert (await echo("127.0.0.1", server.port)).ok

@@ -67,10 +67,16 @@ class VerificationAcceptor:
         artim_timeout: float = 30.0,
         busy: bool = False,
         check_identity: bool = False,
+        network_timeout: float | None = None,
+        dimse_timeout: float | None = None,
     ) -> None:
         self.policy = policy
         self.busy = busy
         self.check_identity = check_identity
+        self.network_timeout = network_timeout
+        self.dimse_timeout = dimse_timeout
+        self._last = 0.0  # when the peer last sent anything
+        self._partial_since: float | None = None  # when the PDU now in progress began
         self.upper = UpperLayer(
             requestor=False, max_pdu=policy.max_pdu, artim_timeout=artim_timeout
         )
@@ -91,7 +97,39 @@ class VerificationAcceptor:
         return self.upper.next_deadline()
 
     def connection_made(self, now: float) -> None:
+        self._last = now
         self.upper.connection_made(now)
+
+    def touch(self, now: float) -> None:
+        """The peer showed it is alive without sending (it read our data)."""
+        self._last = now
+
+    def stall_deadline(self) -> float | None:
+        """While associated: when the peer will have been too slow, silent
+        for `network_timeout` or one PDU taking longer than `dimse_timeout`
+        (a trickle resets the first, never the second). Before the RQ and
+        after the end, ARTIM (`next_deadline`) bounds the wait instead."""
+        if self.upper.state in (State.STA2, State.STA13):
+            return None
+        when = None if self.network_timeout is None else self._last + self.network_timeout
+        if self._partial_since is not None and self.dimse_timeout is not None:
+            slow = self._partial_since + self.dimse_timeout
+            when = slow if when is None else min(when, slow)
+        return when
+
+    def stalled(self, now: float) -> str | None:
+        """ "idle" or "slow-pdu" once `stall_deadline()` has passed, else None."""
+        if self.upper.state in (State.STA2, State.STA13):
+            return None
+        if self.network_timeout is not None and now >= self._last + self.network_timeout:
+            return "idle"
+        if (
+            self._partial_since is not None
+            and self.dimse_timeout is not None
+            and now >= self._partial_since + self.dimse_timeout
+        ):
+            return "slow-pdu"
+        return None
 
     def connection_lost(self, now: float) -> list[object]:
         return list(self.upper.connection_lost(now))
@@ -106,8 +144,13 @@ class VerificationAcceptor:
 
     def receive_data(self, data: bytes, now: float) -> list[object]:
         """Returns what happened, for the caller's logs."""
+        self._last = now
         happened: list[object] = []
         self.upper.receive_data(data, now, lambda event: happened.extend(self._handle(event, now)))
+        if not self.upper.partial_pdu:
+            self._partial_since = None
+        elif self._partial_since is None:
+            self._partial_since = now
         return happened
 
     def _handle(self, event: Event, now: float) -> list[object]:

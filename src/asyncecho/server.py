@@ -33,6 +33,9 @@ from .pdu_fields import validate_ae_title
 from .transport_asyncio import tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+# The log event for each way a peer can be too slow (VerificationAcceptor.stalled).
+_STALL_EVENTS = {"idle": "scp.idle_timeout", "slow-pdu": "scp.dimse_timeout"}
 # Leaving serve() sends each association an A-ABORT, but waits no longer than
 # this for a peer that is not reading (asyncio's SCP does not wait at all).
 _SHUTDOWN_ABORT_WAIT = 1.0
@@ -146,7 +149,6 @@ class _ScpProtocol(asyncio.Protocol):
     __slots__ = (
         "_acceptor",
         "_counted",
-        "_last",
         "_loop",
         "_peer",
         "_server",
@@ -161,7 +163,6 @@ class _ScpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._counted = False
-        self._last = 0.0
         self._peer: Any = None
         self._sock: Any = None
         self._acceptor: VerificationAcceptor | None = None
@@ -189,9 +190,10 @@ class _ScpProtocol(asyncio.Protocol):
             artim_timeout=options.acse_timeout,
             busy=busy,
             check_identity=options.identity_check is not None,
+            network_timeout=options.network_timeout,
+            dimse_timeout=options.dimse_timeout,
         )
         acceptor.connection_made(now)
-        self._last = now
         self._arm()
 
     def _arm(self) -> None:
@@ -199,9 +201,9 @@ class _ScpProtocol(asyncio.Protocol):
         if acceptor is None:
             return
         deadline = acceptor.next_deadline()
-        if acceptor.state is not acceptor.state.STA2 and acceptor.state is not acceptor.state.STA13:
-            idle = self._last + self._server.options.network_timeout
-            deadline = idle if deadline is None else min(deadline, idle)
+        stall = acceptor.stall_deadline()
+        if stall is not None:
+            deadline = stall if deadline is None else min(deadline, stall)
         if deadline is None:
             return
         timer = self._timer
@@ -222,11 +224,9 @@ class _ScpProtocol(asyncio.Protocol):
             acceptor.handle_timer(now)  # AA-2: close
             transport.abort()
             return
-        if (
-            acceptor.state not in (acceptor.state.STA2, acceptor.state.STA13)
-            and now >= self._last + self._server.options.network_timeout
-        ):
-            logs.log("scp.idle_timeout", level="warning", peer=str(self._peer))
+        stalled = acceptor.stalled(now)
+        if stalled is not None:
+            logs.log(_STALL_EVENTS[stalled], level="warning", peer=_peer_text(self._peer))
             acceptor.abort(now)
             self._flush()
             # close() waits for the A-ABORT to be flushed, which a peer that
@@ -247,7 +247,6 @@ class _ScpProtocol(asyncio.Protocol):
         if acceptor is None or transport is None:
             return
         now = self._loop.time()
-        self._last = now
         if self._after(acceptor.receive_data(data, now)):
             return
         if acceptor.upper.partial_pdu and _QUICKACK is not None and self._sock is not None:
@@ -306,7 +305,8 @@ class _ScpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         transport = self._transport
         assert transport is not None
-        self._last = self._loop.time()  # the peer took our data: not idle
+        if self._acceptor is not None:
+            self._acceptor.touch(self._loop.time())  # the peer took our data: not idle
         transport.resume_reading()
 
     def eof_received(self) -> bool:
@@ -423,18 +423,18 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
             artim_timeout=options.acse_timeout,
             busy=busy,
             check_identity=options.identity_check is not None,
+            network_timeout=options.network_timeout,
+            dimse_timeout=options.dimse_timeout,
         )
         counted = not busy
         now = anyio.current_time()
         acceptor.connection_made(now)
-        last = now
         try:
             while not acceptor.should_close:
                 deadline = acceptor.next_deadline()
-                idle_applies = acceptor.state not in (acceptor.state.STA2, acceptor.state.STA13)
-                if idle_applies:
-                    idle = last + options.network_timeout
-                    deadline = idle if deadline is None else min(deadline, idle)
+                stall = acceptor.stall_deadline()
+                if stall is not None:
+                    deadline = stall if deadline is None else min(deadline, stall)
                 data: bytes | None = None
                 with anyio.move_on_after(
                     max(0.0, (deadline or 0.0) - anyio.current_time())
@@ -452,8 +452,9 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                     ):
                         acceptor.handle_timer(now)
                         break
-                    if idle_applies:
-                        logs.log("scp.idle_timeout", level="warning", peer=str(peer))
+                    stalled = acceptor.stalled(now)
+                    if stalled is not None:
+                        logs.log(_STALL_EVENTS[stalled], level="warning", peer=_peer_text(peer))
                         acceptor.abort(now)
                         await _send_quietly(
                             stream, acceptor.data_to_send(), options.network_timeout
@@ -463,7 +464,6 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                 if not data:
                     server._log(peer, acceptor.connection_lost(now))
                     break
-                last = now
                 happened = acceptor.receive_data(data, now)
                 sent = await _send_quietly(stream, acceptor.data_to_send(), options.network_timeout)
                 for item in list(happened):
