@@ -8,13 +8,13 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from . import uids
 from ._version import __version__
 from .cli_echoscu import (
     _ae,
     _non_negative,
     _port,
     add_logging_options,
+    add_syntax_options,
     add_timeouts,
     log_level,
 )
@@ -102,30 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_timeouts(network)
 
-    syntax = parser.add_argument_group("Transfer Syntax Options").add_mutually_exclusive_group()
-    syntax.add_argument(
-        "-xe",
-        "--prefer-little",
-        action="store_const",
-        dest="syntax",
-        const=uids.EXPLICIT_VR_LE,
-        help="accept explicit VR little endian TS only",
-    )
-    syntax.add_argument(
-        "-xb",
-        "--prefer-big",
-        action="store_const",
-        dest="syntax",
-        const=uids.EXPLICIT_VR_BE,
-        help="accept explicit VR big endian TS only",
-    )
-    syntax.add_argument(
-        "-xi",
-        "--implicit",
-        action="store_const",
-        dest="syntax",
-        const=uids.IMPLICIT_VR_LE,
-        help="accept implicit VR little endian TS only",
+    add_syntax_options(
+        parser, verb="accept", long_names=("--prefer-little", "--prefer-big", "--implicit")
     )
     add_server_tls_options(parser)
     return parser

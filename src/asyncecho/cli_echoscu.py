@@ -153,6 +153,43 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def add_ae_options(group: argparse._ArgumentGroup, *, called_help: str) -> None:
+    group.add_argument(
+        "-aet",
+        "--calling-aet",
+        metavar="[a]etitle",
+        type=_ae,
+        default="ECHOSCU",
+        help="set my calling AE title (default: ECHOSCU)",
+    )
+    group.add_argument(
+        "-aec", "--called-aet", metavar="[a]etitle", type=_ae, default="ANY-SCP", help=called_help
+    )
+
+
+_SYNTAX_FLAGS = (
+    ("-xe", uids.EXPLICIT_VR_LE, "explicit VR little endian"),
+    ("-xb", uids.EXPLICIT_VR_BE, "explicit VR big endian"),
+    ("-xi", uids.IMPLICIT_VR_LE, "implicit VR little endian"),
+)
+
+
+def add_syntax_options(
+    parser: argparse.ArgumentParser, *, verb: str, long_names: tuple[str, str, str]
+) -> None:
+    """-xe / -xb / -xi: one transfer syntax only (`args.syntax`, else None)."""
+    group = parser.add_argument_group("Transfer Syntax Options").add_mutually_exclusive_group()
+    for (flag, uid, label), long_name in zip(_SYNTAX_FLAGS, long_names, strict=True):
+        group.add_argument(
+            flag,
+            long_name,
+            action="store_const",
+            dest="syntax",
+            const=uid,
+            help=f"{verb} {label} TS only",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -175,48 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_logging_options(general)
 
     network = parser.add_argument_group("Network Options")
-    network.add_argument(
-        "-aet",
-        "--calling-aet",
-        metavar="[a]etitle",
-        type=_ae,
-        default="ECHOSCU",
-        help="set my calling AE title (default: ECHOSCU)",
-    )
-    network.add_argument(
-        "-aec",
-        "--called-aet",
-        metavar="[a]etitle",
-        type=_ae,
-        default="ANY-SCP",
-        help="set called AE title of peer (default: ANY-SCP)",
-    )
+    add_ae_options(network, called_help="set called AE title of peer (default: ANY-SCP)")
     add_timeouts(network)
 
-    syntax = parser.add_argument_group("Transfer Syntax Options").add_mutually_exclusive_group()
-    syntax.add_argument(
-        "-xe",
-        "--request-little",
-        action="store_const",
-        dest="syntax",
-        const=uids.EXPLICIT_VR_LE,
-        help="request explicit VR little endian TS only",
-    )
-    syntax.add_argument(
-        "-xb",
-        "--request-big",
-        action="store_const",
-        dest="syntax",
-        const=uids.EXPLICIT_VR_BE,
-        help="request explicit VR big endian TS only",
-    )
-    syntax.add_argument(
-        "-xi",
-        "--request-implicit",
-        action="store_const",
-        dest="syntax",
-        const=uids.IMPLICIT_VR_LE,
-        help="request implicit VR little endian TS only",
+    add_syntax_options(
+        parser,
+        verb="request",
+        long_names=("--request-little", "--request-big", "--request-implicit"),
     )
 
     misc = parser.add_argument_group("Miscellaneous Options")

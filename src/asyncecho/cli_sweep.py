@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, TextIO
 
 from ._version import __version__
-from .cli_echoscu import Security, _ae, _float, _port, _positive, add_timeouts
+from .cli_echoscu import Security, _float, _port, _positive, add_ae_options, add_timeouts
 from .cli_security import OptionError, add_client_tls_options, add_identity_options
 
 if TYPE_CHECKING:
@@ -118,21 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     network = parser.add_argument_group("Network Options")
-    network.add_argument(
-        "-aet",
-        "--calling-aet",
-        metavar="[a]etitle",
-        type=_ae,
-        default="ECHOSCU",
-        help="set my calling AE title (default: ECHOSCU)",
-    )
-    network.add_argument(
-        "-aec",
-        "--called-aet",
-        metavar="[a]etitle",
-        type=_ae,
-        default="ANY-SCP",
-        help="called AE title of targets that give none (default: ANY-SCP)",
+    add_ae_options(
+        network, called_help="called AE title of targets that give none (default: ANY-SCP)"
     )
     add_timeouts(network)
 
