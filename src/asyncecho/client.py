@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -112,6 +111,28 @@ def _root_os_error(exc: BaseException) -> BaseException:
 class Association:
     """An established association (requestor side). Use `associate()`."""
 
+    __slots__ = (
+        "_deadline",
+        "_message_ids",
+        "_pending",
+        "_started",
+        "ac",
+        "associate_time",
+        "channel",
+        "connect_time",
+        "context_id",
+        "echo_time",
+        "host",
+        "id",
+        "options",
+        "port",
+        "release_time",
+        "rq",
+        "status",
+        "transfer_syntax",
+        "upper",
+    )
+
     def __init__(self, host: str, port: int, options: EchoOptions) -> None:
         self.host = host
         self.port = port
@@ -132,9 +153,9 @@ class Association:
         self.ac: AssociateAC | None = None
         self.context_id = 0
         self.transfer_syntax: str | None = None
-        self._message_ids = itertools.count(1)
+        self._message_ids = 0  # the last one used
         # Events a read produced after the one its phase waited for (see _next_event).
-        self._pending: deque[Event] = deque()
+        self._pending: list[Event] = []  # almost always empty: a list, not a deque
         self._started = 0.0
         self._deadline: float | None = None
         self.connect_time: float | None = None
@@ -261,7 +282,7 @@ class Association:
         the one a phase waits for are kept for the next phase, never dropped."""
         if not self._pending:
             self._pending.extend(await self._events(phase, phase_timeout))
-        return self._pending.popleft()
+        return self._pending.pop(0)
 
     async def _events(self, phase: type[EchoTimeout], phase_timeout: float | None) -> list[Event]:
         """Read until the upper layer has something to say."""
@@ -353,7 +374,8 @@ class Association:
         channel, upper = self.channel, self.upper
         if channel is None or (upper.state is not State.STA6 and not self._pending):
             raise RuntimeError(f"no established association ({upper.state})")
-        message_id = next(self._message_ids)
+        # PS3.7 9.3.1.2: unique among the association's outstanding requests.
+        self._message_ids = message_id = self._message_ids % 0xFFFF + 1
         if upper.state is State.STA6:
             # (otherwise a pending event ended the association: it is raised below)
             upper.send_message(self.context_id, encode_echo_rq(message_id))

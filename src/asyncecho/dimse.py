@@ -279,6 +279,14 @@ class MessageAssembler:
         return self._context_id is None
 
     def add(self, pdv: PDV) -> Message | None:
+        if (
+            self._context_id is None
+            and pdv.is_command
+            and pdv.is_last
+            and len(pdv.data) <= self.max_message
+            and data_set_type_of(pdv.data) == NO_DATA_SET
+        ):
+            return Message(pdv.context_id, pdv.data)  # a whole command in one PDV: the usual case
         if self._context_id is None:
             if not pdv.is_command:
                 raise PDUError("data set fragment without a command set before it", 0)

@@ -402,25 +402,27 @@ def check_header(pdu_type: int, length: int, max_pdata: int, max_associate: int)
             raise PDUError(f"{name} length {length} is over the maximum {max_associate}", 2)
 
 
-# Decoded A-ASSOCIATE-RQ/AC PDUs by their bytes. A peer sends the same bytes
-# in every association, and the values are immutable, so a sweep or a busy
-# SCP decodes each distinct one once.
-_ASSOCIATE_CACHE: dict[bytes, PDU] = {}
-_ASSOCIATE_CACHE_SIZE = 256
+# Decoded PDUs by their bytes. PDUs are immutable values and a peer sends
+# byte-identical ones from one association to the next (its A-ASSOCIATE-AC,
+# the C-ECHO-RSP to message ID 1, the A-RELEASE-RP), so a sweep or a busy SCP
+# decodes each distinct one once. Bounded in entries and in the size of what
+# is kept (at most 256 x 16 KiB), so a hostile peer can only churn it.
+_CACHE: dict[bytes, PDU] = {}
+_CACHE_ENTRIES = 256
+_CACHE_MAX_PDU = 16384
 
 
 def decode_pdu(data: bytes) -> PDU:
     """Decode one whole PDU, header included."""
-    if data[:1] in (b"\x01", b"\x02"):
-        cached = _ASSOCIATE_CACHE.get(data)
-        if cached is not None:
-            return cached
+    if len(data) > _CACHE_MAX_PDU:
+        return _decode(data)
+    pdu = _CACHE.get(data)
+    if pdu is None:
         pdu = _decode(data)
-        if len(_ASSOCIATE_CACHE) >= _ASSOCIATE_CACHE_SIZE:
-            _ASSOCIATE_CACHE.clear()
-        _ASSOCIATE_CACHE[data] = pdu
-        return pdu
-    return _decode(data)
+        if len(_CACHE) >= _CACHE_ENTRIES:
+            _CACHE.clear()
+        _CACHE[data] = pdu
+    return pdu
 
 
 def _decode(data: bytes) -> PDU:

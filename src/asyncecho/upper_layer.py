@@ -75,6 +75,25 @@ def _encode_associate(pdu: AssociateRQ | AssociateAC) -> bytes:
 class UpperLayer:
     """One association's upper layer, as requestor or acceptor."""
 
+    __slots__ = (
+        "_assembler",
+        "_framer",
+        "_now",
+        "_outbox",
+        "_pending_message",
+        "_stream_broken",
+        "ac",
+        "artim_deadline",
+        "artim_timeout",
+        "contexts",
+        "machine",
+        "peer_max_pdu",
+        "rj",
+        "rq",
+        "sent_pdus",
+        "should_close",
+    )
+
     def __init__(
         self,
         *,
