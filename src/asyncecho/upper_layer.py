@@ -185,13 +185,13 @@ class UpperLayer:
 
     def abort(self, now: float) -> None:
         """A-ABORT request (Evt15). In Sta1 and Sta13 there is nothing to abort."""
-        if self.state in (State.STA1, State.STA13):
+        if self.machine.state in (State.STA1, State.STA13):
             return
         self._fire(Evt.EVT15, now)
 
     def connection_lost(self, now: float = 0.0) -> list[Event]:
         """Transport connection closed indication (Evt17)."""
-        if self.state is State.STA1:
+        if self.machine.state is State.STA1:
             return []
         return self._fire(Evt.EVT17, now)
 
@@ -217,8 +217,8 @@ class UpperLayer:
             # The association is over, or the byte stream lost its framing
             # after an invalid PDU: nothing more in it can be read as PDUs.
             return []
-        if self.state in (State.STA1, State.STA4):
-            raise LocalProtocolError(f"no transport connection in {self.state} to receive on")
+        if self.machine.state in (State.STA1, State.STA4):
+            raise LocalProtocolError(f"no transport connection in {self.machine.state} to receive on")
         events: list[Event] = []
 
         def deliver(new: list[Event]) -> None:
@@ -249,7 +249,7 @@ class UpperLayer:
         """The user found a PDU's content invalid (e.g. a DIMSE command set it
         cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
         service-provider A-ABORT with the error's reason)."""
-        if self.state in (State.STA1, State.STA13) or self.machine.action_for(Evt.EVT19) is None:
+        if self.machine.state in (State.STA1, State.STA13) or self.machine.action_for(Evt.EVT19) is None:
             return []
         return self._fire(Evt.EVT19, now, error=error)
 
@@ -259,10 +259,10 @@ class UpperLayer:
         would otherwise take it in."""
         event = _PDU_EVENT[type(pdu)]
         try:
-            if event is Evt.EVT3 and self.state is State.STA5:
+            if event is Evt.EVT3 and self.machine.state is State.STA5:
                 assert self.rq is not None and isinstance(pdu, AssociateAC)
                 check_ac(self.rq, pdu)
-            elif event is Evt.EVT10 and self.state in (State.STA6, State.STA7):
+            elif event is Evt.EVT10 and self.machine.state in (State.STA6, State.STA7):
                 assert isinstance(pdu, PDataTF)
                 for pdv in pdu.pdvs:
                     if pdv.context_id not in self.contexts:
@@ -279,7 +279,7 @@ class UpperLayer:
     def _check_allowed(self, event: Evt) -> None:
         """Refuse a primitive before it changes anything (fire() would refuse it later)."""
         if self.machine.action_for(event) is None:
-            raise LocalProtocolError(f"{event} is not allowed in {self.state}")
+            raise LocalProtocolError(f"{event} is not allowed in {self.machine.state}")
 
     def _send(self, pdu: PDU) -> None:
         if isinstance(pdu, (AssociateRQ, AssociateAC)):
@@ -312,7 +312,7 @@ class UpperLayer:
         out = self._carry_out(action, event, pdu, error, acceptable)
         if cell.starts_artim or (action is Action.AE_6 and not acceptable):
             self.artim_deadline = self._now + self.artim_timeout
-        elif self.state not in (State.STA2, State.STA13):
+        elif self.machine.state not in (State.STA2, State.STA13):
             self.artim_deadline = None
         if cell.closes_transport:
             self.should_close = True
