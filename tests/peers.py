@@ -258,3 +258,72 @@ def silent_listener() -> Iterator[int]:
 def closed_port() -> int:
     """A loopback port with nothing listening (connection refused)."""
     return free_port()
+
+
+@dataclass
+class CliScp:
+    """`python -m asyncecho echoscp` running as a subprocess."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        """The log once it holds `text` (the SCP logs after it answers)."""
+        end = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log or time.monotonic() > end:
+                return log
+            time.sleep(0.02)
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+@contextlib.contextmanager
+def asyncecho_echoscp(*args: str, clean_exit: bool = False) -> Iterator[CliScp]:
+    """Our own SCP as a separate process on 127.0.0.1, its stderr in a log
+    file; stopped with SIGTERM at the end (`clean_exit`: and it must exit 0),
+    and its log must never hold a traceback."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp, "stderr.log")
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "asyncecho",
+                    "echoscp",
+                    str(port),
+                    "--bind-address",
+                    "127.0.0.1",
+                    *args,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        scp = CliScp(port, process, log_path)
+        try:
+            wait_listening(port, process)
+            yield scp
+        finally:
+            code = None
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    code = process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+            text = scp.log()
+            assert "Traceback" not in text, text
+            if clean_exit:
+                assert code == 0, text

@@ -14,11 +14,9 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -212,57 +210,11 @@ async def test_refused_network_is_closed_without_an_answer(
 # --- asyncecho echoscp -------------------------------------------------------------------------
 
 
-@dataclass
-class CliScp:
-    port: int
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
-        """The log once it holds `text` (the SCP logs after it answers)."""
-        end = time.monotonic() + timeout
-        while True:
-            log = self.log()
-            if text in log or time.monotonic() > end:
-                return log
-            time.sleep(0.02)
+CliScp = peers.CliScp
 
 
-@contextlib.contextmanager
-def cli_echoscp(*args: str) -> Iterator[CliScp]:
-    port = peers.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log_path = Path(tmp, "stderr.log")
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "asyncecho",
-                    "echoscp",
-                    str(port),
-                    "--bind-address",
-                    LOCALHOST,
-                    "-v",
-                    *args,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        scp = CliScp(port, log_path)
-        try:
-            peers.wait_listening(port, process)
-            yield scp
-        finally:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-            assert "Traceback" not in scp.log(), scp.log()
+def cli_echoscp(*args: str) -> contextlib.AbstractContextManager[CliScp]:
+    return peers.asyncecho_echoscp("-v", *args)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -29,60 +26,11 @@ RUN_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 
 
-@dataclass
-class Scp:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
-        """The log once it contains `text` (the SCP logs after answering)."""
-        end = time.monotonic() + timeout
-        while True:
-            log = self.log()
-            if text in log or time.monotonic() > end:
-                return log
-            time.sleep(0.02)
+Scp = peers.CliScp
 
 
-@contextlib.contextmanager
-def echoscp(*args: str) -> Iterator[Scp]:
-    port = peers.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log_path = Path(tmp, "stderr.log")
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "asyncecho",
-                    "echoscp",
-                    str(port),
-                    "--bind-address",
-                    "127.0.0.1",
-                    *args,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )
-        scp = Scp(port, process, log_path)
-        try:
-            peers.wait_listening(port, process)
-            yield scp
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(STOP_TIMEOUT)
-            if process.stdout:
-                process.stdout.close()
-            assert "Traceback" not in scp.log(), scp.log()
+def echoscp(*args: str) -> contextlib.AbstractContextManager[Scp]:
+    return peers.asyncecho_echoscp(*args)
 
 
 def run_asyncecho(port: int, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,12 +15,7 @@ on it).
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -198,57 +193,21 @@ async def test_shutdown_with_a_client_that_never_reads_does_not_hang() -> None:
 # --- asyncecho echoscp as a subprocess ----------------------------------------------------------
 
 
-@dataclass
-class Echoscp:
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+Echoscp = peers.CliScp
 
 
 @pytest.fixture(scope="module")
 def echoscp() -> Iterator[Echoscp]:
-    port = peers.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp, "stderr.log")
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "asyncecho",
-                    "echoscp",
-                    str(port),
-                    "--bind-address",
-                    LOCALHOST,
-                    "-ta",
-                    str(SCP_SETTINGS["acse_timeout"]),
-                    "-tn",
-                    str(SCP_SETTINGS["network_timeout"]),
-                    "--max-associations",
-                    "4",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=out,
-            )
-        try:
-            peers.wait_listening(port, process)
-            yield Echoscp(port, process, log)
-        finally:
-            process.terminate()
-            try:
-                assert process.wait(5) == 0
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
-            text = log.read_text()
-            assert "Traceback" not in text, text
+    with peers.asyncecho_echoscp(
+        "-ta",
+        str(SCP_SETTINGS["acse_timeout"]),
+        "-tn",
+        str(SCP_SETTINGS["network_timeout"]),
+        "--max-associations",
+        "4",
+        clean_exit=True,
+    ) as scp:
+        yield scp
 
 
 CLI_CASES = [

@@ -31,10 +31,8 @@ import json
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -630,48 +628,11 @@ async def test_pynetdicom_scu_with_tls_args(certs: Certs) -> None:
 # --- 3. the CLI ------------------------------------------------------------------------------
 
 
-@dataclass
-class CliScp:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text()
+CliScp = peers.CliScp
 
 
-@contextlib.contextmanager
-def cli_echoscp(*args: str) -> Iterator[CliScp]:
-    port = peers.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log_path = Path(tmp, "stderr.log")
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "asyncecho",
-                    "echoscp",
-                    str(port),
-                    "--bind-address",
-                    LOCALHOST,
-                    *args,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        scp = CliScp(port, process, log_path)
-        try:
-            peers.wait_listening(port, process)
-            yield scp
-        finally:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-            no_traceback(scp.log())
+def cli_echoscp(*args: str) -> contextlib.AbstractContextManager[peers.CliScp]:
+    return peers.asyncecho_echoscp(*args)
 
 
 def asyncecho_cli(*args: str) -> subprocess.CompletedProcess[str]:
