@@ -589,23 +589,16 @@ async def _shielded_abort(assoc: Association) -> None:
 
 async def _echo_once(assoc: Association) -> EchoResult:
     """Associate, one C-ECHO, release; errors propagate with `assoc` holding
-    what was learnt before them. (`_associated` spelled out: this is the hot
-    path of every sweep.)"""
+    what was learnt before them."""
     if _on_asyncio():
         return await _echo_driven(assoc)
-    try:
-        await assoc._open()
+    async with _associated(assoc):
         channel = assoc.channel
         assert channel is not None
         start = channel.now()
-        status = await assoc.echo()
+        assoc.status = await assoc.echo()
         assoc.echo_time = channel.now() - start
-        assoc.status = status
-        await assoc.release()
-    except BaseException:
-        await _shielded_abort(assoc)
-        raise
-    return assoc.result(status, 1, assoc.echo_time, total=channel.now() - assoc._started)
+    return assoc.result(assoc.status, 1, assoc.echo_time, total=channel.now() - assoc._started)
 
 
 async def _echo_driven(assoc: Association) -> EchoResult:
