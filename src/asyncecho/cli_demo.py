@@ -7,17 +7,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from .cli_echoscu import _non_negative
+
 PROG = "asyncecho demo"
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-n",
         "--count",
-        type=_count,
+        type=_non_negative,
         default=2000,
         help="concurrent associations in the second part (default: 2000)",
     )

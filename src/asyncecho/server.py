@@ -108,6 +108,16 @@ class Server:
         self._closers: set[Any] = set()
         self._tasks: set[Any] = set()
 
+    def _record(self, peer: Any, happened: Iterable[object]) -> None:
+        """Count and log what an acceptor did (both transports)."""
+        for item in happened:
+            if isinstance(item, EchoAnswered):
+                self.echoes_total += 1
+            elif isinstance(item, AssociationEstablished):
+                self.accepted_total += 1
+        if logs.enabled:
+            self._log(peer, happened)
+
     def _log(self, peer: Any, happened: Iterable[object]) -> None:
         where = f"{peer[0]}:{peer[1]}" if peer else "?"
         for item in happened:
@@ -265,17 +275,12 @@ class _ScpProtocol(asyncio.Protocol):
             transport.write(out)
         if happened:
             server = self._server
+            server._record(self._peer, happened)
             for item in happened:
-                if isinstance(item, EchoAnswered):
-                    server.echoes_total += 1
-                elif isinstance(item, AssociationEstablished):
-                    server.accepted_total += 1
-                elif isinstance(item, IdentityCheckNeeded):
+                if isinstance(item, IdentityCheckNeeded):
                     task = self._loop.create_task(self._check_identity(item))
                     server._tasks.add(task)
                     task.add_done_callback(server._tasks.discard)
-            if logs.enabled:
-                server._log(self._peer, happened)
             if acceptor.state is acceptor.state.STA13:
                 self._uncount()
         if acceptor.should_close:
@@ -476,13 +481,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                         sent = await _send_quietly(
                             stream, acceptor.data_to_send(), options.network_timeout
                         )
-                for item in happened:
-                    if isinstance(item, EchoAnswered):
-                        server.echoes_total += 1
-                    elif isinstance(item, AssociationEstablished):
-                        server.accepted_total += 1
-                if logs.enabled:
-                    server._log(peer, happened)
+                server._record(peer, happened)
                 if counted and acceptor.state is acceptor.state.STA13:
                     counted = False
                     server.active -= 1

@@ -218,7 +218,9 @@ class UpperLayer:
             # after an invalid PDU: nothing more in it can be read as PDUs.
             return []
         if self.machine.state in (State.STA1, State.STA4):
-            raise LocalProtocolError(f"no transport connection in {self.machine.state} to receive on")
+            raise LocalProtocolError(
+                f"no transport connection in {self.machine.state} to receive on"
+            )
         events: list[Event] = []
 
         def deliver(new: list[Event]) -> None:
@@ -249,7 +251,10 @@ class UpperLayer:
         """The user found a PDU's content invalid (e.g. a DIMSE command set it
         cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
         service-provider A-ABORT with the error's reason)."""
-        if self.machine.state in (State.STA1, State.STA13) or self.machine.action_for(Evt.EVT19) is None:
+        if (
+            self.machine.state in (State.STA1, State.STA13)
+            or self.machine.action_for(Evt.EVT19) is None
+        ):
             return []
         return self._fire(Evt.EVT19, now, error=error)
 
