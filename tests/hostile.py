@@ -379,6 +379,18 @@ def open_fds(pid: int | str = "self") -> set[str]:
     return alive
 
 
+def open_files(pid: int | str = "self") -> set[str]:
+    """What the open descriptors of a process point to (`socket:[inode]`,
+    paths): unlike descriptor numbers, never reused for a new socket."""
+    targets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return targets
+
+
 # --- bytes ---------------------------------------------------------------------------------------
 
 
