@@ -20,9 +20,19 @@ import asyncecho
 
 async def health(host: str, port: int, called_ae: str = "ANY-SCP") -> dict[str, Any]:
     result = await asyncecho.verify(
-        host, port, called_ae=called_ae, connect_timeout=2, acse_timeout=3, dimse_timeout=3, deadline=5
+        host,
+        port,
+        called_ae=called_ae,
+        connect_timeout=2,
+        acse_timeout=3,
+        dimse_timeout=3,
+        deadline=5,
     )
-    report: dict[str, Any] = {"target": f"{called_ae}@{host}:{port}", "ok": result.ok, "outcome": result.outcome}
+    report: dict[str, Any] = {
+        "target": f"{called_ae}@{host}:{port}",
+        "ok": result.ok,
+        "outcome": result.outcome,
+    }
     if result.ok:
         report["latency_ms"] = round((result.timings.total or 0.0) * 1000, 2)
         report["peer"] = result.peer_implementation_version_name

@@ -167,3 +167,31 @@ async def test_thousand_mixed_associations() -> None:
         assert [key for key in outcomes if not key[1]] == []
         assert good.echoes_total == outcomes[0, True]
         await wait_until(lambda: good.active == 0 and strict.active == 0)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_finished_echo_leaves_no_reference_cycle_of_ours() -> None:
+    """On asyncio, echo()'s objects (association, upper layer, driver,
+    channel) are freed by reference counting as soon as it returns: none of
+    them waits in a cycle for the garbage collector, whose full collections
+    grow with every object still around when thousands are in flight."""
+    import gc
+
+    async with serve(LOCALHOST, 0) as server:
+        assert (await echo(LOCALHOST, server.port)).ok  # warm-up: lazy imports
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(20):
+                assert (await echo(LOCALHOST, server.port)).ok
+            await anyio.sleep(0.05)  # the transports' close callbacks
+            gc.collect()
+            ours = Counter(
+                type(obj).__qualname__
+                for obj in gc.garbage
+                if type(obj).__module__.startswith("asyncecho.")
+            )
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert ours == Counter()

@@ -230,10 +230,12 @@ class EchoDriver:
             self._fail(self.pending_error)
         elif not self.done.done():
             self.done.set_result(assoc.status if assoc.status is not None else 0)
+            self.channel.stop_listening()
 
     def _fail(self, error: BaseException) -> None:
         if not self.done.done():
             self.done.set_exception(error)
+        self.channel.stop_listening()
 
     def abort(self) -> None:
         """A-ABORT and close now (a timeout, or the caller was cancelled)."""
@@ -242,6 +244,7 @@ class EchoDriver:
             upper.abort(channel.now())
             channel.write(upper.data_to_send())
         channel.close()
+        channel.stop_listening()
 
     # --- the phase timer -------------------------------------------------------------
 

@@ -160,6 +160,11 @@ class AsyncioChannel:
         if protocol._closed:
             listener(b"")
 
+    def stop_listening(self) -> None:
+        """The listener is done with this connection: drop it (and the
+        reference cycle through it, which the GC would otherwise have to find)."""
+        self._protocol.listener = None
+
     def write(self, data: bytes) -> None:
         if data and not self._transport.is_closing():
             self._transport.write(data)
