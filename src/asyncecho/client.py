@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
@@ -154,8 +154,9 @@ class Association:
         self.context_id = 0
         self.transfer_syntax: str | None = None
         self._message_ids = 0  # the last one used
-        # Events a read produced after the one its phase waited for (see _next_event).
-        self._pending: list[Event] = []  # almost always empty: a list, not a deque
+        # Events a read produced after the one its phase waited for (see
+        # _next_event): almost always none, so no list until there are.
+        self._pending: list[Event] | tuple[()] = ()
         self._started = 0.0
         self._deadline: float | None = None
         self.connect_time: float | None = None
@@ -174,8 +175,8 @@ class Association:
         if options.deadline is not None:
             self._deadline = self._started + options.deadline
         self.upper.request(self.rq)  # Evt1 -> AE-1: open the transport
-        log_fields: dict[str, Any] = {"assoc": self.id, "peer": f"{self.host}:{self.port}"}
-        logs.log("connect.start", **log_fields)
+        if logs.enabled:
+            logs.log("connect.start", assoc=self.id, peer=f"{self.host}:{self.port}")
         timeout, kind = self._limit(options.connect_timeout, ConnectTimeout, self._started)
         connect = ConnectOptions(
             self.host,
@@ -196,7 +197,7 @@ class Association:
 
                 self.channel = await open_anyio_channel(connect)
         except TimeoutError:
-            logs.log("connect.timeout", level="error", **log_fields)
+            logs.log("connect.timeout", level="error", assoc=self.id, peer=self._peer_text)
             raise kind(
                 options.connect_timeout if kind is ConnectTimeout else options.deadline
             ) from None
@@ -207,7 +208,13 @@ class Association:
             error = connection_error(
                 root if isinstance(root, OSError) else exc, self.host, self.port
             )
-            logs.log("connect.failed", level="error", reason=error.reason, **log_fields)
+            logs.log(
+                "connect.failed",
+                level="error",
+                reason=error.reason,
+                assoc=self.id,
+                peer=self._peer_text,
+            )
             raise error from None
         channel = self.channel
         assert channel is not None
@@ -280,9 +287,11 @@ class Association:
         """The association's next event. One read can complete several PDUs
         (an A-ASSOCIATE-AC and an A-ABORT in one segment); the events after
         the one a phase waits for are kept for the next phase, never dropped."""
-        if not self._pending:
-            self._pending.extend(await self._events(phase, phase_timeout))
-        return self._pending.pop(0)
+        pending = self._pending
+        if not pending:
+            pending = self._pending = await self._events(phase, phase_timeout)
+        assert isinstance(pending, list)
+        return pending.pop(0)
 
     async def _events(self, phase: type[EchoTimeout], phase_timeout: float | None) -> list[Event]:
         """Read until the upper layer has something to say."""
@@ -502,6 +511,10 @@ class Association:
     # --- what the association is --------------------------------------------------------
 
     @property
+    def _peer_text(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
     def peer_max_pdu(self) -> int | None:
         return self.ac.max_length if self.ac else None
 
@@ -541,8 +554,11 @@ class Association:
         )
 
 
+_DEFAULT_OPTIONS = EchoOptions()  # frozen: one for every call that changes nothing
+
+
 def _options(base: EchoOptions | None, overrides: dict[str, Any]) -> EchoOptions:
-    options = base or EchoOptions()
+    options = base or _DEFAULT_OPTIONS
     return replace(options, **overrides) if overrides else options
 
 
@@ -587,11 +603,15 @@ async def _shielded_abort(assoc: Association) -> None:
         await assoc._abort_now()
 
 
-async def _echo_once(assoc: Association) -> EchoResult:
+def _echo_once(assoc: Association) -> Awaitable[EchoResult]:
     """Associate, one C-ECHO, release; errors propagate with `assoc` holding
-    what was learnt before them."""
-    if _on_asyncio():
-        return await _echo_driven(assoc)
+    what was learnt before them. (Not a coroutine itself: one frame fewer
+    in every association in flight.)"""
+    return _echo_driven(assoc) if _on_asyncio() else _echo_streams(assoc)
+
+
+async def _echo_streams(assoc: Association) -> EchoResult:
+    """`_echo_once` on other backends (trio): the coroutine path."""
     async with _associated(assoc):
         channel = assoc.channel
         assert channel is not None

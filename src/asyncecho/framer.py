@@ -52,16 +52,36 @@ class PDUFramer:
         are returned and `error` is set."""
         if self.error is not None:
             raise self.error
-        self._buffer += data
         pdus: list[PDU] = []
         try:
-            self._split(pdus)
+            if self._buffer:
+                self._buffer += data
+                self._split(pdus)
+            else:
+                self._split_chunk(data, pdus)
         except PDUError as error:
             self.error = error
             self._buffer.clear()
             if not pdus:
                 raise
         return pdus
+
+    def _split_chunk(self, data: bytes, pdus: list[PDU]) -> None:
+        """`_split` for a chunk that starts a PDU (nothing buffered): the
+        usual case, whole PDUs decoded straight from the chunk, without
+        copying them through the buffer; only a partial tail is kept."""
+        start, size = 0, len(data)
+        while size - start >= PDU_HEADER:
+            length = int.from_bytes(data[start + 2 : start + PDU_HEADER], "big")
+            check_header(data[start], length, self.max_pdata_length, self.max_associate_length)
+            end = start + PDU_HEADER + length
+            if end > size:
+                self._expected = end - start  # its header is checked: keep the rest
+                break
+            pdus.append(decode_pdu(data if end - start == size else data[start:end]))
+            start = end
+        if start < size:
+            self._buffer += memoryview(data)[start:]
 
     def _split(self, pdus: list[PDU]) -> None:
         buffer = self._buffer

@@ -41,7 +41,7 @@ class _ClientProtocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes] = []  # reads not yet taken by `receive`
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None

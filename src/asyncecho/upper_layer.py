@@ -66,6 +66,18 @@ _PDU_EVENT = {
 }
 
 
+def _deliver(
+    new: list[Event], events: list[Event], on_event: Callable[[Event], None] | None
+) -> list[Event]:
+    """Hand `new` to `on_event`, or collect it in `events` (returned)."""
+    if on_event is None:
+        events.extend(new)
+    else:
+        for event in new:
+            on_event(event)
+    return events
+
+
 @lru_cache(maxsize=256)
 def _encode_associate(pdu: AssociateRQ | AssociateAC) -> bytes:
     # The same RQ (or AC) goes out in every association of a sweep or SCP.
@@ -106,7 +118,8 @@ class UpperLayer:
         self.artim_timeout = artim_timeout
         self.artim_deadline: float | None = None
         self._framer = PDUFramer(max_pdu, max_associate_length)
-        self._assembler = MessageAssembler()
+        # Made at the first P-DATA: no association in flight holds one before.
+        self._assembler: MessageAssembler | None = None
         self._outbox = bytearray()
         self.should_close = False
         self.rq: AssociateRQ | None = None
@@ -222,29 +235,22 @@ class UpperLayer:
                 f"no transport connection in {self.machine.state} to receive on"
             )
         events: list[Event] = []
-
-        def deliver(new: list[Event]) -> None:
-            if on_event is None:
-                events.extend(new)
-            else:
-                for event in new:
-                    on_event(event)
-
         try:
             pdus = self._framer.feed(data)
         except PDUError as framing_error:
             self._stream_broken = True
-            deliver(self._fire(Evt.EVT19, now, error=framing_error))
-            return events
+            return _deliver(self._fire(Evt.EVT19, now, error=framing_error), events, on_event)
         for pdu in pdus:
             event, error = self._classify(pdu)
-            deliver(self._fire(event, now, pdu=pdu, error=error))
+            new = self._fire(event, now, pdu=pdu, error=error)
+            if new:
+                _deliver(new, events, on_event)
             if self.should_close or event is Evt.EVT19:
                 return events
         if self._framer.error is not None:
             # Valid PDUs came first in this chunk; now the invalid one.
             self._stream_broken = True
-            deliver(self._fire(Evt.EVT19, now, error=self._framer.error))
+            _deliver(self._fire(Evt.EVT19, now, error=self._framer.error), events, on_event)
         return events
 
     def protocol_violation(self, error: PDUError, now: float) -> list[Event]:
@@ -421,9 +427,12 @@ class UpperLayer:
 
     def _assemble(self, pdu: PDataTF) -> list[Event]:
         events: list[Event] = []
+        assembler = self._assembler
+        if assembler is None:
+            assembler = self._assembler = MessageAssembler()
         for pdv in pdu.pdvs:
             try:
-                message = self._assembler.add(pdv)
+                message = assembler.add(pdv)
             except PDUError as error:
                 # A P-DATA that breaks PS3.8 Annex E: abort as for an invalid
                 # PDU (the table's Evt19 from the state we are now in).
