@@ -267,7 +267,6 @@ class EchoDriver:
             self.channel.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
-        self.channel._timer = None  # this one has fired
         if self.done.done():
             return
         now = self.channel.now()

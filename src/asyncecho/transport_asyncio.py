@@ -9,7 +9,7 @@ import asyncio
 import socket
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from .channel import ConnectOptions, ReceiveTimeout
@@ -83,25 +83,74 @@ class _ClientProtocol(asyncio.Protocol):
 
 
 class AsyncioChannel:
-    __slots__ = ("_deadline", "_loop", "_protocol", "_timer", "_transport", "tls_version")
+    __slots__ = (
+        "_callback",
+        "_connecting",
+        "_deadline",
+        "_expired",
+        "_loop",
+        "_protocol",
+        "_timer",
+        "_transport",
+        "tls_version",
+    )
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        transport: asyncio.Transport,
-        protocol: _ClientProtocol,
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._transport: asyncio.Transport = cast(asyncio.Transport, None)  # set by _attach
+        self._protocol: _ClientProtocol = cast(_ClientProtocol, None)
+        # One timer per connection, from the connect timeout to the end,
+        # re-armed lazily: a wait sets the deadline it needs, and a timer
+        # that fires before it re-arms itself. A timer per wait cost more.
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # of the waiting `receive`
+        self._callback: Callable[[], None] | None = None  # of a `call_at` user
+        self._connecting: asyncio.Task[Any] | None = None
+        self._expired = False
+        self.tls_version: str | None = None
+
+    def _attach(self, transport: asyncio.Transport, protocol: _ClientProtocol) -> None:
         self._transport = transport
         self._protocol = protocol
-        # One timer per connection, re-armed lazily: a receive sets the
-        # deadline it needs, and a timer that fires before it re-arms itself.
-        # Creating and cancelling a timer for every read cost more.
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None
         # Read now: an SSL transport forgets it once closed.
         ssl_object = transport.get_extra_info("ssl_object")
-        self.tls_version: str | None = str(ssl_object.version()) if ssl_object is not None else None
+        if ssl_object is not None:
+            self.tls_version = str(ssl_object.version())
+
+    async def _connect(self, connect: Awaitable[Any], timeout: float) -> Any:
+        """`await connect` within `timeout` (TimeoutError), on the timer the
+        connection then keeps: like `asyncio.timeout`, one handle fewer."""
+        if sys.version_info < (3, 11):  # pragma: no cover - no Task.uncancel()
+            return await asyncio.wait_for(connect, timeout)
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._connecting = task
+        self._timer = self._loop.call_at(self._loop.time() + max(timeout, 0.0), self._fire)
+        try:
+            return await connect
+        except asyncio.CancelledError:
+            # Ours, unless someone else cancelled the task too.
+            if self._expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        except BaseException:
+            self._stop_timer()
+            raise
+        finally:
+            self._connecting = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        task = self._connecting
+        if task is not None:  # the connect timeout
+            self._expired = True
+            task.cancel()
+            self._connecting = None
+        elif self._callback is not None:
+            self._callback()
+        else:
+            self._on_timer()
 
     def now(self) -> float:
         return self._loop.time()
@@ -123,7 +172,7 @@ class AsyncioChannel:
                 if timer is None or timer.when() > deadline:
                     if timer is not None:
                         timer.cancel()
-                    self._timer = self._loop.call_at(deadline, self._on_timer)
+                    self._timer = self._loop.call_at(deadline, self._fire)
             try:
                 await waiter
             finally:
@@ -137,7 +186,6 @@ class AsyncioChannel:
         return b""
 
     def _on_timer(self) -> None:
-        self._timer = None
         deadline = self._deadline
         waiter = self._protocol._waiter
         if deadline is None or waiter is None or waiter.done():
@@ -145,7 +193,7 @@ class AsyncioChannel:
         if self._loop.time() >= deadline:
             waiter.set_exception(ReceiveTimeout())
         else:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(deadline, self._fire)
 
     def listen(self, listener: Callable[[bytes], None]) -> None:
         """From now on hand every read to `listener` (b"" once the peer has
@@ -161,9 +209,11 @@ class AsyncioChannel:
             listener(b"")
 
     def stop_listening(self) -> None:
-        """The listener is done with this connection: drop it (and the
-        reference cycle through it, which the GC would otherwise have to find)."""
+        """The listener is done with this connection: drop it and its timer
+        callback (and the reference cycles through them, which the GC would
+        otherwise have to find)."""
         self._protocol.listener = None
+        self._callback = None
 
     def write(self, data: bytes) -> None:
         if data and not self._transport.is_closing():
@@ -177,11 +227,12 @@ class AsyncioChannel:
         """The connection's one timer, for a callback-driven user: `callback`
         runs at `when` or earlier (a timer already due sooner is kept: the
         callback must check the time and ask again)."""
+        self._callback = callback
         timer = self._timer
         if timer is not None and not timer.cancelled() and timer.when() <= when:
             return
         self._stop_timer()
-        self._timer = self._loop.call_at(when, callback)
+        self._timer = self._loop.call_at(when, self._fire)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -228,18 +279,17 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
     if options.local_address is not None:
         kwargs["local_addr"] = options.local_address
     connect = loop.create_connection(_ClientProtocol, options.host, options.port, **kwargs)
+    channel = AsyncioChannel(loop)
     try:
         if options.timeout is None:
             transport, protocol = await connect
-        elif sys.version_info >= (3, 11):
-            async with asyncio.timeout(options.timeout):
-                transport, protocol = await connect
-        else:  # pragma: no cover - Python 3.10
-            transport, protocol = await asyncio.wait_for(connect, options.timeout)
+        else:
+            transport, protocol = await channel._connect(connect, options.timeout)
     except ConnectionResetError:
         if options.ssl is None:
             raise
         # asyncio's "connection lost during handshake": the TCP connect had
         # succeeded, so this is the TLS peer hanging up on our handshake.
         raise handshake_eof() from None
-    return AsyncioChannel(loop, transport, protocol)
+    channel._attach(transport, protocol)
+    return channel
