@@ -574,3 +574,29 @@ def test_full_echo_does_not_load_pydicom_or_structlog(backend: str) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"
+
+
+def _nodelay(sock: Any) -> int:
+    import socket
+
+    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+async def test_tcp_nodelay_on_both_ends() -> None:
+    """Every PDU goes out at once, never held back by Nagle waiting for the
+    peer's ACK (which costs ~40 ms per round trip against a delayed ACK)."""
+    from asyncecho.transport_anyio import AnyioChannel
+    from asyncecho.transport_asyncio import AsyncioChannel
+
+    async with serve(LOCALHOST, 0) as server, associate(LOCALHOST, server.port) as assoc:
+        channel = assoc.channel
+        if isinstance(channel, AsyncioChannel):
+            client_sock = channel._transport.get_extra_info("socket")
+            (scp,) = (scp for scp in server._closers if scp._peer == client_sock.getsockname())
+            server_sock = scp._transport.get_extra_info("socket")
+            assert _nodelay(server_sock) == 1
+        else:
+            assert isinstance(channel, AnyioChannel)
+            client_sock = channel._stream.extra(SocketAttribute.raw_socket)
+        assert _nodelay(client_sock) == 1
+        assert await assoc.echo() == 0

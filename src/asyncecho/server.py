@@ -187,8 +187,8 @@ class _ScpProtocol(asyncio.Protocol):
             logs.log("scp.refused_network", level="warning", peer=_peer_text(self._peer))
             transport.abort()
             return
-        self._sock = transport.get_extra_info("socket")
-        tune_socket(self._sock)
+        # (TCP_NODELAY: asyncio and uvloop set it on every TCP transport.)
+        self._sock = transport.get_extra_info("socket") if _QUICKACK is not None else None
         busy = server.active >= options.max_associations
         if not busy:
             server.active += 1

@@ -27,7 +27,8 @@ def handshake_eof() -> ssl.SSLEOFError:
 
 
 def tune_socket(sock: Any) -> None:
-    """TCP_NODELAY: our PDUs go out whole, never held for Nagle."""
+    """TCP_NODELAY: our PDUs go out whole, never held for Nagle. (asyncio's
+    and uvloop's TCP transports set it themselves: this is for the others.)"""
     if sock is None:
         return
     try:
@@ -37,7 +38,7 @@ def tune_socket(sock: Any) -> None:
 
 
 class _ClientProtocol(asyncio.Protocol):
-    __slots__ = ("_chunks", "_closed", "_error", "_sock", "_waiter", "listener", "transport")
+    __slots__ = ("_chunks", "_closed", "_error", "_waiter", "listener", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -45,15 +46,13 @@ class _ClientProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
-        self._sock: Any = None
         # Set: bytes go straight to it (b"" once closed), nothing is buffered.
         self.listener: Callable[[bytes], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        # (TCP_NODELAY: asyncio and uvloop set it on every TCP transport.)
         self.transport = cast(asyncio.Transport, transport)
-        self._sock = transport.get_extra_info("socket")
-        tune_socket(self._sock)
 
     def data_received(self, data: bytes) -> None:
         if self.listener is not None:
@@ -240,8 +239,8 @@ class AsyncioChannel:
             self._timer = None
 
     def quickack(self) -> None:
-        sock = self._protocol._sock
-        if _QUICKACK is not None and sock is not None:
+        sock = self._transport.get_extra_info("socket") if _QUICKACK is not None else None
+        if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:  # pragma: no cover - socket already gone
