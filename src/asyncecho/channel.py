@@ -6,16 +6,14 @@ core and a concrete event loop. Two implementations: `transport_asyncio`
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ReceiveTimeout(Exception):
     """`Channel.receive` saw nothing within its timeout (internal signal)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectOptions:
+class ConnectOptions(NamedTuple):  # one per association: a tuple is cheapest
     host: str
     port: int
     timeout: float | None

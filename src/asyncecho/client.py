@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from . import logs, uids
 from .channel import Channel, ConnectOptions, ReceiveTimeout
 from .dimse import C_ECHO_RSP, decode_command, encode_echo_rq
+from .echo_driver import EchoDriver
 from .events import (
     Aborted,
     AssociationAccepted,
@@ -49,6 +50,7 @@ from .protocol_errors import PDUError
 from .results import EchoResult, Timings
 from .state_machine import Event as Evt
 from .state_machine import State
+from .transport_asyncio import AsyncioChannel, open_asyncio_channel
 from .upper_layer import UpperLayer
 
 _assoc_ids = itertools.count(1)
@@ -84,8 +86,10 @@ def _on_asyncio() -> bool:
 
 
 def _clock() -> float:
-    if _on_asyncio():
+    try:
         return asyncio.get_running_loop().time()
+    except RuntimeError:
+        pass
     import anyio
 
     return anyio.current_time()
@@ -189,8 +193,6 @@ class Association:
         )
         try:
             if _on_asyncio():
-                from .transport_asyncio import open_asyncio_channel
-
                 self.channel = await open_asyncio_channel(connect)
             else:
                 from .transport_anyio import open_anyio_channel
@@ -624,9 +626,6 @@ async def _echo_streams(assoc: Association) -> EchoResult:
 async def _echo_driven(assoc: Association) -> EchoResult:
     """`_echo_once` on asyncio: after the connect, the association runs in
     the transport's callbacks (see `echo_driver`) and the task wakes once."""
-    from .echo_driver import EchoDriver
-    from .transport_asyncio import AsyncioChannel
-
     try:
         await assoc._connect()
     except BaseException:
