@@ -86,7 +86,7 @@ class EchoDriver:
         assoc.upper.connection_made(now)
         self.channel.write(assoc.upper.data_to_send())
         self._enter(_ASSOCIATE, AcseTimeout, assoc.options.acse_timeout, now)
-        self.channel.listen(self.on_data)
+        self.channel.listen(self)
 
     def _enter(
         self, phase: int, kind: type[EchoTimeout], timeout: float | None, now: float
@@ -264,9 +264,9 @@ class EchoDriver:
     def _arm(self, now: float) -> None:
         when, _, _ = self._limits(now)
         if when is not None:
-            self.channel.call_at(when, self._on_timer)
+            self.channel.call_at(when)
 
-    def _on_timer(self) -> None:
+    def on_timer(self) -> None:
         if self.done.done():
             return
         now = self.channel.now()
@@ -274,7 +274,7 @@ class EchoDriver:
         if when is None:
             return
         if now < when:
-            self.channel.call_at(when, self._on_timer)  # data came meanwhile: not idle
+            self.channel.call_at(when)  # data came meanwhile: not idle
             return
         self.abort()
         logs.log("timeout", level="error", assoc=self.assoc.id, phase=kind.phase)

@@ -9,8 +9,8 @@ import asyncio
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Awaitable
+from typing import Any, Protocol, cast
 
 from .channel import ConnectOptions, ReceiveTimeout
 
@@ -37,17 +37,29 @@ def tune_socket(sock: Any) -> None:
         pass
 
 
+class Listener(Protocol):
+    """A callback-driven user of an `AsyncioChannel` (see `listen`). An
+    object rather than two bound methods: fewer objects per connection."""
+
+    def on_data(self, data: bytes) -> None:
+        """Every read, as it comes; b"" once the peer has closed."""
+
+    def on_timer(self) -> None:
+        """The time asked for with `call_at` has come (or an earlier one)."""
+
+
 class _ClientProtocol(asyncio.Protocol):
     __slots__ = ("_chunks", "_closed", "_error", "_waiter", "listener", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._chunks: list[bytes] = []  # reads not yet taken by `receive`
+        # Reads not yet taken by `receive` (made at the first: a listener never needs it).
+        self._chunks: list[bytes] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
         # Set: bytes go straight to it (b"" once closed), nothing is buffered.
-        self.listener: Callable[[bytes], None] | None = None
+        self.listener: Listener | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
@@ -56,15 +68,18 @@ class _ClientProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.listener is not None:
-            self.listener(data)
+            self.listener.on_data(data)
             return
-        self._chunks.append(data)
+        if self._chunks is None:
+            self._chunks = [data]
+        else:
+            self._chunks.append(data)
         self._wake()
 
     def eof_received(self) -> bool:
         was_closed, self._closed = self._closed, True
         if self.listener is not None and not was_closed:
-            self.listener(b"")
+            self.listener.on_data(b"")
         self._wake()
         return False
 
@@ -72,7 +87,7 @@ class _ClientProtocol(asyncio.Protocol):
         was_closed, self._closed = self._closed, True
         self._error = exc
         if self.listener is not None and not was_closed:
-            self.listener(b"")
+            self.listener.on_data(b"")
         self._wake()
 
     def _wake(self) -> None:
@@ -83,7 +98,6 @@ class _ClientProtocol(asyncio.Protocol):
 
 class AsyncioChannel:
     __slots__ = (
-        "_callback",
         "_connecting",
         "_deadline",
         "_expired",
@@ -103,7 +117,6 @@ class AsyncioChannel:
         # that fires before it re-arms itself. A timer per wait cost more.
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # of the waiting `receive`
-        self._callback: Callable[[], None] | None = None  # of a `call_at` user
         self._connecting: asyncio.Task[Any] | None = None
         self._expired = False
         self.tls_version: str | None = None
@@ -146,8 +159,8 @@ class AsyncioChannel:
             self._expired = True
             task.cancel()
             self._connecting = None
-        elif self._callback is not None:
-            self._callback()
+        elif self._protocol.listener is not None:
+            self._protocol.listener.on_timer()
         else:
             self._on_timer()
 
@@ -177,8 +190,8 @@ class AsyncioChannel:
             finally:
                 protocol._waiter = None
                 self._deadline = None
-        if protocol._chunks:
-            chunks = protocol._chunks
+        chunks = protocol._chunks
+        if chunks:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
             return data
@@ -194,25 +207,23 @@ class AsyncioChannel:
         else:
             self._timer = self._loop.call_at(deadline, self._fire)
 
-    def listen(self, listener: Callable[[bytes], None]) -> None:
-        """From now on hand every read to `listener` (b"" once the peer has
-        closed) instead of buffering it for `receive`; what was buffered is
-        handed over first."""
+    def listen(self, listener: Listener) -> None:
+        """From now on hand every read to `listener.on_data` (b"" once the
+        peer has closed) instead of buffering it for `receive`, what was
+        buffered first; and the timer of `call_at` to `listener.on_timer`."""
         protocol = self._protocol
         protocol.listener = listener
         if protocol._chunks:
             data = b"".join(protocol._chunks)
             protocol._chunks.clear()
-            listener(data)
+            listener.on_data(data)
         if protocol._closed:
-            listener(b"")
+            listener.on_data(b"")
 
     def stop_listening(self) -> None:
-        """The listener is done with this connection: drop it and its timer
-        callback (and the reference cycles through them, which the GC would
-        otherwise have to find)."""
+        """The listener is done with this connection: drop it (and the
+        reference cycle through it, which the GC would otherwise have to find)."""
         self._protocol.listener = None
-        self._callback = None
 
     def write(self, data: bytes) -> None:
         if data and not self._transport.is_closing():
@@ -222,11 +233,10 @@ class AsyncioChannel:
         self._stop_timer()
         self._transport.close()
 
-    def call_at(self, when: float, callback: Callable[[], None]) -> None:
-        """The connection's one timer, for a callback-driven user: `callback`
-        runs at `when` or earlier (a timer already due sooner is kept: the
-        callback must check the time and ask again)."""
-        self._callback = callback
+    def call_at(self, when: float) -> None:
+        """The connection's one timer, for the listener: its `on_timer` runs
+        at `when` or earlier (a timer already due sooner is kept: `on_timer`
+        must check the time and ask again)."""
         timer = self._timer
         if timer is not None and not timer.cancelled() and timer.when() <= when:
             return
