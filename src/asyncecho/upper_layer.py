@@ -230,7 +230,7 @@ class UpperLayer:
             # The association is over, or the byte stream lost its framing
             # after an invalid PDU: nothing more in it can be read as PDUs.
             return []
-        if self.machine.state in (State.STA1, State.STA4):
+        if self.machine.state in _UNCONNECTED:
             raise LocalProtocolError(
                 f"no transport connection in {self.machine.state} to receive on"
             )
@@ -245,7 +245,7 @@ class UpperLayer:
             new = self._fire(event, now, pdu=pdu, error=error)
             if new:
                 _deliver(new, events, on_event)
-            if self.should_close or event is Evt.EVT19:
+            if self.should_close or event is _EVT19:
                 return events
         if self._framer.error is not None:
             # Valid PDUs came first in this chunk; now the invalid one.
@@ -311,7 +311,7 @@ class UpperLayer:
         if now is not None:
             self._now = now
         acceptable = True
-        if event is Evt.EVT6:
+        if event is _EVT6:
             assert isinstance(pdu, AssociateRQ)
             # AE-6's provider check: only the protocol version is the
             # provider's to judge; everything else is the user's (Evt7/Evt8).
@@ -320,107 +320,124 @@ class UpperLayer:
         action = machine.fire(event, acceptable=acceptable)
         cell = machine.cell
         assert cell is not None
-        out = self._carry_out(action, event, pdu, error, acceptable)
-        if cell.starts_artim or (action is Action.AE_6 and not acceptable):
+        out = _ACTIONS[action](self, pdu, error, acceptable)
+        if cell.starts_artim or (action is _AE_6 and not acceptable):
             self.artim_deadline = self._now + self.artim_timeout
-        elif self.machine.state not in (State.STA2, State.STA13):
+        elif machine.state not in _ARTIM_KEPT:
             self.artim_deadline = None
         if cell.closes_transport:
             self.should_close = True
         return out
 
-    def _carry_out(
-        self, action: Action, event: Evt, pdu: PDU | None, error: PDUError | None, acceptable: bool
-    ) -> list[Event]:
-        A = Action
-        if action is A.AE_1:
-            return []
-        if action is A.AE_2:
-            assert self.rq is not None
-            self._send(self.rq)
-            return []
-        if action is A.AE_3:
-            assert isinstance(pdu, AssociateAC) and self.rq is not None
-            self.ac = pdu
-            self.contexts = accepted_contexts(self.rq, pdu)
-            self.peer_max_pdu = pdu.max_length or 0
-            return [AssociationAccepted(pdu)]
-        if action is A.AE_4:
-            assert isinstance(pdu, AssociateRJ)
-            self.rj = pdu
-            return [AssociationRejected(pdu)]
-        if action is A.AE_5:
-            return []
-        if action is A.AE_6:
-            assert isinstance(pdu, AssociateRQ)
-            self.rq = pdu
-            if acceptable:
-                return [AssociationRequested(pdu)]
-            self.rj = AssociateRJ(1, 2, 2)  # PS3.8 Table 9-21: protocol version not supported
-            self._send(self.rj)
-            return []
-        if action is A.AE_7:
-            assert self.ac is not None and self.rq is not None
-            self.contexts = accepted_contexts(self.rq, self.ac)
-            self.peer_max_pdu = self.rq.max_length or 0
-            self._send(self.ac)
-            return []
-        if action is A.AE_8:
-            assert self.rj is not None
-            self._send(self.rj)
-            return []
-        if action in (A.DT_1, A.AR_7):
-            context_id, command, data_set = self._pending_message
-            for payload, is_command in ((command, True), (data_set, False)):
-                if payload is None:
-                    continue
-                for pdv in fragment(context_id, payload, is_command, self.peer_max_pdu):
-                    self._send(PDataTF((pdv,)))
-            return []
-        if action in (A.DT_2, A.AR_6):
-            assert isinstance(pdu, PDataTF)
-            return self._assemble(pdu)
-        if action is A.AR_1:
-            self._send(ReleaseRQ())
-            return []
-        if action is A.AR_2:
-            return [ReleaseRequested()]
-        if action in (A.AR_3, A.AR_10):
-            return [ReleaseConfirmed()]
-        if action is A.AR_4 or action is A.AR_9:
-            self._send(ReleaseRP())
-            return []
-        if action is A.AR_5:
-            return []
-        if action is A.AR_8:
-            return [ReleaseRequested(collision=True)]
-        if action is A.AA_1:
-            # Sta2 receiving anything but an A-ASSOCIATE-RQ also lands here:
-            # PS3.8 9.2.2 gives the A-ABORT a service-user source either way.
-            self._send(Abort(ABORT_SOURCE_USER, ABORT_REASON_NOT_SPECIFIED))
-            return []
-        if action in (A.AA_2, A.AA_5):
-            return []
-        if action is A.AA_3:
-            assert isinstance(pdu, Abort)
-            return [Aborted(pdu.source, pdu.reason, by_peer=True)]
-        if action is A.AA_4:
-            return [
-                Aborted(
-                    ABORT_SOURCE_PROVIDER,
-                    ABORT_REASON_NOT_SPECIFIED,
-                    by_peer=False,
-                    connection_lost=True,
-                )
-            ]
-        if action is A.AA_6:
-            return []
-        if action is A.AA_7:
-            self._send(
-                Abort(ABORT_SOURCE_PROVIDER, error.abort_reason if error else ABORT_UNEXPECTED_PDU)
+    # --- the actions (PS3.8 9.2.2), looked up in _ACTIONS ---------------------------
+    # Each gets the PDU that caused it (if any), the error (Evt19) and AE-6's
+    # condition, and returns the events for the user.
+
+    def _act_nothing(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # AE-1 (the caller opens the transport), AE-5, AR-5, AA-2, AA-5, AA-6:
+        # nothing beyond the state change, the ARTIM and close flags.
+        return []
+
+    def _act_ae_2(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert self.rq is not None
+        self._send(self.rq)
+        return []
+
+    def _act_ae_3(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert isinstance(pdu, AssociateAC) and self.rq is not None
+        self.ac = pdu
+        self.contexts = accepted_contexts(self.rq, pdu)
+        self.peer_max_pdu = pdu.max_length or 0
+        return [AssociationAccepted(pdu)]
+
+    def _act_ae_4(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert isinstance(pdu, AssociateRJ)
+        self.rj = pdu
+        return [AssociationRejected(pdu)]
+
+    def _act_ae_6(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert isinstance(pdu, AssociateRQ)
+        self.rq = pdu
+        if ok:
+            return [AssociationRequested(pdu)]
+        self.rj = AssociateRJ(1, 2, 2)  # PS3.8 Table 9-21: protocol version not supported
+        self._send(self.rj)
+        return []
+
+    def _act_ae_7(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert self.ac is not None and self.rq is not None
+        self.contexts = accepted_contexts(self.rq, self.ac)
+        self.peer_max_pdu = self.rq.max_length or 0
+        self._send(self.ac)
+        return []
+
+    def _act_ae_8(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert self.rj is not None
+        self._send(self.rj)
+        return []
+
+    def _act_send_message(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # DT-1, AR-7
+        context_id, command, data_set = self._pending_message
+        for payload, is_command in ((command, True), (data_set, False)):
+            if payload is None:
+                continue
+            for pdv in fragment(context_id, payload, is_command, self.peer_max_pdu):
+                self._send(PDataTF((pdv,)))
+        return []
+
+    def _act_message_in(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # DT-2, AR-6
+        assert isinstance(pdu, PDataTF)
+        return self._assemble(pdu)
+
+    def _act_ar_1(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        self._send(ReleaseRQ())
+        return []
+
+    def _act_ar_2(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        return [ReleaseRequested()]
+
+    def _act_released(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # AR-3, AR-10
+        return [ReleaseConfirmed()]
+
+    def _act_release_rp(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # AR-4, AR-9
+        self._send(ReleaseRP())
+        return []
+
+    def _act_ar_8(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        return [ReleaseRequested(collision=True)]
+
+    def _act_aa_1(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # Sta2 receiving anything but an A-ASSOCIATE-RQ also lands here:
+        # PS3.8 9.2.2 gives the A-ABORT a service-user source either way.
+        self._send(Abort(ABORT_SOURCE_USER, ABORT_REASON_NOT_SPECIFIED))
+        return []
+
+    def _act_aa_3(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        assert isinstance(pdu, Abort)
+        return [Aborted(pdu.source, pdu.reason, by_peer=True)]
+
+    def _act_aa_4(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        return [
+            Aborted(
+                ABORT_SOURCE_PROVIDER,
+                ABORT_REASON_NOT_SPECIFIED,
+                by_peer=False,
+                connection_lost=True,
             )
-            return []
-        # AA-8: invalid PDU (Evt19) or a valid PDU at the wrong time.
+        ]
+
+    def _act_aa_7(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        self._send(
+            Abort(ABORT_SOURCE_PROVIDER, error.abort_reason if error else ABORT_UNEXPECTED_PDU)
+        )
+        return []
+
+    def _act_aa_8(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+        # Invalid PDU (Evt19) or a valid PDU at the wrong time.
         reason = error.abort_reason if error is not None else ABORT_UNEXPECTED_PDU
         self._send(Abort(ABORT_SOURCE_PROVIDER, reason))
         return [Aborted(ABORT_SOURCE_PROVIDER, reason, by_peer=False, error=error)]
@@ -440,6 +457,49 @@ class UpperLayer:
             if message is not None:
                 events.append(MessageReceived(message))
         return events
+
+
+_EVT6 = Evt.EVT6
+_EVT19 = Evt.EVT19
+# No transport connection to receive on (before AE-1's connect, or after it failed).
+_UNCONNECTED = (State.STA1, State.STA4)
+_AE_6 = Action.AE_6
+# States in which ARTIM keeps running after a transition that does not start it.
+_ARTIM_KEPT = (State.STA2, State.STA13)
+
+_ActionMethod = Callable[[UpperLayer, "PDU | None", "PDUError | None", bool], list[Event]]
+# One dict lookup instead of a chain of enum comparisons (each ~75 ns here).
+_ACTIONS: dict[Action, _ActionMethod] = {
+    Action.AE_1: UpperLayer._act_nothing,
+    Action.AE_2: UpperLayer._act_ae_2,
+    Action.AE_3: UpperLayer._act_ae_3,
+    Action.AE_4: UpperLayer._act_ae_4,
+    Action.AE_5: UpperLayer._act_nothing,
+    Action.AE_6: UpperLayer._act_ae_6,
+    Action.AE_7: UpperLayer._act_ae_7,
+    Action.AE_8: UpperLayer._act_ae_8,
+    Action.DT_1: UpperLayer._act_send_message,
+    Action.DT_2: UpperLayer._act_message_in,
+    Action.AR_1: UpperLayer._act_ar_1,
+    Action.AR_2: UpperLayer._act_ar_2,
+    Action.AR_3: UpperLayer._act_released,
+    Action.AR_4: UpperLayer._act_release_rp,
+    Action.AR_5: UpperLayer._act_nothing,
+    Action.AR_6: UpperLayer._act_message_in,
+    Action.AR_7: UpperLayer._act_send_message,
+    Action.AR_8: UpperLayer._act_ar_8,
+    Action.AR_9: UpperLayer._act_release_rp,
+    Action.AR_10: UpperLayer._act_released,
+    Action.AA_1: UpperLayer._act_aa_1,
+    Action.AA_2: UpperLayer._act_nothing,
+    Action.AA_3: UpperLayer._act_aa_3,
+    Action.AA_4: UpperLayer._act_aa_4,
+    Action.AA_5: UpperLayer._act_nothing,
+    Action.AA_6: UpperLayer._act_nothing,
+    Action.AA_7: UpperLayer._act_aa_7,
+    Action.AA_8: UpperLayer._act_aa_8,
+}
+assert set(_ACTIONS) == set(Action), "every action of the table has a method"
 
 
 __all__ = ["DEFAULT_ARTIM_TIMEOUT", "Message", "UpperLayer"]
