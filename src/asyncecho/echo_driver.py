@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .transport_asyncio import AsyncioChannel
 
 _ASSOCIATE, _ECHO, _RELEASE = 1, 2, 3
+_STA6, _STA13 = State.STA6, State.STA13
+_ENDED = (State.STA1, State.STA13)
 _MESSAGE_ID = 1
 
 
@@ -98,7 +100,7 @@ class EchoDriver:
 
     def _send_echo(self, now: float) -> None:
         assoc = self.assoc
-        if assoc.upper.state is State.STA6:
+        if assoc.upper.machine.state is _STA6:
             # (otherwise a later PDU of the same read has already ended the
             # association: its event comes next and says how)
             assoc.upper.send_message(assoc.context_id, encode_echo_rq(_MESSAGE_ID))
@@ -109,7 +111,7 @@ class EchoDriver:
 
     def _send_release(self, now: float) -> None:
         upper = self.assoc.upper
-        if upper.state is State.STA6:
+        if upper.machine.state is _STA6:
             upper.release()
             if logs.enabled:
                 logs.log("release.request", assoc=self.assoc.id)
@@ -131,15 +133,19 @@ class EchoDriver:
         assoc, channel = self.assoc, self.channel
         upper = assoc.upper
         now = self.last = channel.now()
-        error = channel.error
-        if not data and isinstance(error, _ssl.SSLError):
-            # TLS 1.3 reports a refused client certificate after the handshake.
-            channel.close()
-            self._fail(assoc._tls_failed(error))
-            return
-        events = upper.receive_data(data, now) if data else upper.connection_lost(now)
+        if data:
+            events = upper.receive_data(data, now)
+        else:
+            error = channel.error
+            if isinstance(error, _ssl.SSLError):
+                # TLS 1.3 reports a refused client certificate after the handshake.
+                channel.close()
+                self._fail(assoc._tls_failed(error))
+                return
+            events = upper.connection_lost(now)
         channel.write(upper.data_to_send())
-        if upper.should_close or upper.state is State.STA13:
+        state = upper.machine.state
+        if upper.should_close or state is _STA13:
             channel.close()
         elif upper.partial_pdu:
             channel.quickack()
@@ -154,7 +160,7 @@ class EchoDriver:
             return
         if self._phase == _RELEASE and (upper.should_close or self._released):
             self._finish(now)
-        elif not events and (not data or upper.state in (State.STA1, State.STA13)):
+        elif not events and (not data or upper.machine.state in _ENDED):
             channel.close()
             self._fail(AssociationAborted("the connection closed without an A-ABORT"))
 
