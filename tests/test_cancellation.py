@@ -318,3 +318,27 @@ async def test_deadline_bounds_a_hanging_connect() -> None:
         with anyio.fail_after(5), pytest.raises(DeadlineExceeded):
             await echo(LOCALHOST, port, connect_timeout=10.0, deadline=0.3)
         assert anyio.current_time() - start < 3.0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("kind", ["echo", "associate"])
+async def test_a_connect_cancelled_leaves_no_timer_behind(kind: str) -> None:
+    """Cancelled while its TCP connect hangs, an association leaves nothing
+    on the loop: in particular no connect timer, which would fire later on
+    a connection that never was."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        with full_backlog_listener() as port:
+            with anyio.move_on_after(0.1) as scope:
+                if kind == "echo":
+                    await echo(LOCALHOST, port, connect_timeout=0.3)
+                else:
+                    async with associate(LOCALHOST, port, connect_timeout=0.3):
+                        pass
+            assert scope.cancelled_caught
+            await anyio.sleep(0.5)  # past the connect timeout
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []

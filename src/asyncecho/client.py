@@ -50,7 +50,7 @@ from .protocol_errors import PDUError
 from .results import EchoResult, Timings
 from .state_machine import Event as Evt
 from .state_machine import State
-from .transport_asyncio import AsyncioChannel, open_asyncio_channel
+from .transport_asyncio import open_asyncio_channel
 from .upper_layer import UpperLayer
 
 _assoc_ids = itertools.count(1)
@@ -171,16 +171,17 @@ class Association:
 
     # --- opening --------------------------------------------------------------------
 
-    async def _connect(self) -> None:
-        """A-ASSOCIATE request (Evt1) and the transport connect, within the
-        connect timeout and the deadline; raises the typed failure."""
+    def _connect_request(self) -> tuple[ConnectOptions, type[EchoTimeout]]:
+        """A-ASSOCIATE request (Evt1: next, the transport connect): start the
+        clock; what to connect to within which limit, and the timeout error
+        for that limit."""
         options = self.options
         self._started = _clock()
         if options.deadline is not None:
             self._deadline = self._started + options.deadline
         self.upper.request(self.rq)  # Evt1 -> AE-1: open the transport
         if logs.enabled:
-            logs.log("connect.start", assoc=self.id, peer=f"{self.host}:{self.port}")
+            logs.log("connect.start", assoc=self.id, peer=self._peer_text)
         timeout, kind = self._limit(options.connect_timeout, ConnectTimeout, self._started)
         connect = ConnectOptions(
             self.host,
@@ -191,35 +192,37 @@ class Association:
             if options.server_hostname is not None
             else (self.host if options.ssl else None),
         )
+        return connect, kind
+
+    def _connect_failed(self, exc: OSError, kind: type[EchoTimeout]) -> EchoError:
+        """The typed failure for what the transport connect raised."""
+        if isinstance(exc, TimeoutError):
+            logs.log("connect.timeout", level="error", assoc=self.id, peer=self._peer_text)
+            options = self.options
+            return kind(options.connect_timeout if kind is ConnectTimeout else options.deadline)
+        if isinstance(exc, _ssl.SSLError):
+            return self._tls_failed(exc)
+        root = _root_os_error(exc)
+        error = connection_error(root if isinstance(root, OSError) else exc, self.host, self.port)
+        logs.log(
+            "connect.failed", level="error", reason=error.reason, assoc=self.id, peer=self._peer_text
+        )
+        return error
+
+    async def _connect(self) -> None:
+        """Evt1 and the transport connect, within the connect timeout and
+        the deadline; raises the typed failure."""
+        connect, kind = self._connect_request()
         try:
             if _on_asyncio():
-                self.channel = await open_asyncio_channel(connect)
+                channel: Channel = await open_asyncio_channel(connect)
             else:
                 from .transport_anyio import open_anyio_channel
 
-                self.channel = await open_anyio_channel(connect)
-        except TimeoutError:
-            logs.log("connect.timeout", level="error", assoc=self.id, peer=self._peer_text)
-            raise kind(
-                options.connect_timeout if kind is ConnectTimeout else options.deadline
-            ) from None
-        except _ssl.SSLError as exc:
-            raise self._tls_failed(exc) from None
-        except OSError as exc:
-            root = _root_os_error(exc)
-            error = connection_error(
-                root if isinstance(root, OSError) else exc, self.host, self.port
-            )
-            logs.log(
-                "connect.failed",
-                level="error",
-                reason=error.reason,
-                assoc=self.id,
-                peer=self._peer_text,
-            )
-            raise error from None
-        channel = self.channel
-        assert channel is not None
+                channel = await open_anyio_channel(connect)
+        except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
+            raise self._connect_failed(exc, kind) from None
+        self.channel = channel
         self.connect_time = channel.now() - self._started
 
     async def _open(self) -> None:
@@ -626,13 +629,14 @@ async def _echo_streams(assoc: Association) -> EchoResult:
 async def _echo_driven(assoc: Association) -> EchoResult:
     """`_echo_once` on asyncio: after the connect, the association runs in
     the transport's callbacks (see `echo_driver`) and the task wakes once."""
+    # Association._connect, inline: one coroutine fewer per association in flight.
+    connect, kind = assoc._connect_request()
     try:
-        await assoc._connect()
-    except BaseException:
-        await _shielded_abort(assoc)
-        raise
-    channel = assoc.channel
-    assert isinstance(channel, AsyncioChannel)
+        channel = await open_asyncio_channel(connect)
+    except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
+        raise assoc._connect_failed(exc, kind) from None
+    assoc.channel = channel
+    assoc.connect_time = channel.now() - assoc._started
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     driver = EchoDriver(assoc, channel, done)
     try:

@@ -9,7 +9,6 @@ import asyncio
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable
 from typing import Any, Protocol, cast
 
 from .channel import ConnectOptions, ReceiveTimeout
@@ -129,29 +128,6 @@ class AsyncioChannel:
         if ssl_object is not None:
             self.tls_version = str(ssl_object.version())
 
-    async def _connect(self, connect: Awaitable[Any], timeout: float) -> Any:
-        """`await connect` within `timeout` (TimeoutError), on the timer the
-        connection then keeps: like `asyncio.timeout`, one handle fewer."""
-        if sys.version_info < (3, 11):  # pragma: no cover - no Task.uncancel()
-            return await asyncio.wait_for(connect, timeout)
-        task = asyncio.current_task()
-        assert task is not None
-        cancelling = task.cancelling()
-        self._connecting = task
-        self._timer = self._loop.call_at(self._loop.time() + max(timeout, 0.0), self._fire)
-        try:
-            return await connect
-        except asyncio.CancelledError:
-            # Ours, unless someone else cancelled the task too.
-            if self._expired and task.uncancel() <= cancelling:
-                raise TimeoutError from None
-            raise
-        except BaseException:
-            self._stop_timer()
-            raise
-        finally:
-            self._connecting = None
-
     def _fire(self) -> None:
         self._timer = None
         task = self._connecting
@@ -159,6 +135,8 @@ class AsyncioChannel:
             self._expired = True
             task.cancel()
             self._connecting = None
+        elif self._protocol is None:
+            return  # (never: a failed connect stops the timer)
         elif self._protocol.listener is not None:
             self._protocol.listener.on_timer()
         else:
@@ -292,8 +270,29 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
     try:
         if options.timeout is None:
             transport, protocol = await connect
+        elif sys.version_info < (3, 11):  # pragma: no cover - no Task.uncancel()
+            transport, protocol = await asyncio.wait_for(connect, options.timeout)
         else:
-            transport, protocol = await channel._connect(connect, options.timeout)
+            # asyncio.timeout(), on the timer the connection then keeps
+            # (see `_fire`): one timer handle per connection, not two.
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            channel._connecting = task
+            channel._timer = loop.call_at(loop.time() + max(options.timeout, 0.0), channel._fire)
+            try:
+                transport, protocol = await connect
+            except BaseException as exc:
+                channel._stop_timer()
+                if (
+                    isinstance(exc, asyncio.CancelledError)
+                    and channel._expired
+                    and task.uncancel() <= cancelling  # ours, not also someone else's
+                ):
+                    raise TimeoutError from None
+                raise
+            finally:
+                channel._connecting = None
     except ConnectionResetError:
         if options.ssl is None:
             raise
