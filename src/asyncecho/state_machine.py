@@ -121,6 +121,11 @@ class Action(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Enum hashes its members by name in Python code; they are singletons
+    # compared by identity, so the identity hash (in C) is equivalent and
+    # keeps a dict lookup by action (upper_layer's dispatch) cheap.
+    __hash__ = object.__hash__
+
 
 S = State
 E = Event
