@@ -60,6 +60,18 @@ class VerificationAcceptor:
     `data_to_send()`, close when `should_close`, call `handle_timer(now)` at
     `next_deadline()`."""
 
+    __slots__ = (
+        "_last",
+        "_partial_since",
+        "busy",
+        "check_identity",
+        "dimse_timeout",
+        "echoes",
+        "network_timeout",
+        "policy",
+        "upper",
+    )
+
     def __init__(
         self,
         policy: AcceptorPolicy,
