@@ -231,3 +231,29 @@ def test_partial_property() -> None:
     assert framer.partial
     assert framer.feed(rq[3:]) == [ReleaseRQ()]
     assert not framer.partial
+
+
+def test_single_takes_exactly_one_whole_pdu() -> None:
+    """`single` is `feed`'s shortcut for the usual read, one whole PDU: it
+    answers only when nothing is buffered and the chunk is exactly one
+    PDU, and then gives what `feed` would have."""
+    one = SAMPLES[0].encode()
+    framer = PDUFramer()
+    assert framer.single(one) == SAMPLES[0] == PDUFramer().feed(one)[0]
+    assert framer.single(one + one) is None  # two PDUs: feed them
+    assert framer.single(one[:-1]) is None  # part of one
+    assert framer.single(one[:3]) is None  # not even a header
+    assert framer.feed(one[:3]) == []
+    assert framer.single(one) is None  # something is buffered
+    assert framer.feed(one[3:]) == [SAMPLES[0]]
+
+
+def test_single_checks_as_feed_does_and_the_error_sticks() -> None:
+    framer = PDUFramer(max_pdata_length=100)
+    too_long = header(P_DATA_TF, 200) + bytes(200)
+    with pytest.raises(PDUError):
+        framer.single(too_long)
+    assert framer.error is not None
+    assert framer.single(ReleaseRQ().encode()) is None
+    with pytest.raises(PDUError):
+        framer.feed(ReleaseRQ().encode())

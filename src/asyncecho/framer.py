@@ -46,6 +46,23 @@ class PDUFramer:
         """True while part of a PDU has been received and the rest not yet."""
         return bool(self._buffer)
 
+    def single(self, data: bytes) -> PDU | None:
+        """The PDU, if `data` is exactly one whole PDU and nothing is
+        buffered (the usual read, taken without `feed`'s lists); else None:
+        then `feed` it. Raises PDUError as `feed` would."""
+        size = len(data)
+        if self._buffer or self.error is not None or size < PDU_HEADER:
+            return None
+        length = int.from_bytes(data[2:PDU_HEADER], "big")
+        if PDU_HEADER + length != size:
+            return None
+        try:
+            check_header(data[0], length, self.max_pdata_length, self.max_associate_length)
+            return decode_pdu(data)
+        except PDUError as error:
+            self.error = error
+            raise
+
     def feed(self, data: bytes) -> list[PDU]:
         """Whole PDUs completed by `data`. Raises PDUError if the stream is
         invalid before any PDU in this chunk; if valid PDUs came first they

@@ -79,6 +79,13 @@ def _deliver(
 
 
 @lru_cache(maxsize=256)
+def _encode_command(context_id: int, command: bytes, max_pdu: int) -> bytes:
+    return b"".join(
+        PDataTF((pdv,)).encode() for pdv in fragment(context_id, command, True, max_pdu)
+    )
+
+
+@lru_cache(maxsize=256)
 def _encode_associate(pdu: AssociateRQ | AssociateAC) -> bytes:
     # The same RQ (or AC) goes out in every association of a sweep or SCP.
     return pdu.encode()
@@ -236,6 +243,10 @@ class UpperLayer:
             )
         events: list[Event] = []
         try:
+            whole = self._framer.single(data)
+            if whole is not None:  # the usual read: exactly one whole PDU
+                event, error = self._classify(whole)
+                return _deliver(self._fire(event, now, pdu=whole, error=error), events, on_event)
             pdus = self._framer.feed(data)
         except PDUError as framing_error:
             self._stream_broken = True
@@ -379,6 +390,11 @@ class UpperLayer:
     def _act_send_message(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
         # DT-1, AR-7
         context_id, command, data_set = self._pending_message
+        if data_set is None and self.sent_pdus is None:
+            # A command alone (every C-ECHO): the same bytes for the same
+            # command, context and peer maximum, so encoded once.
+            self._outbox += _encode_command(context_id, command, self.peer_max_pdu)
+            return []
         for payload, is_command in ((command, True), (data_set, False)):
             if payload is None:
                 continue
