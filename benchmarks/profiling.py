@@ -3,6 +3,7 @@
     python -m benchmarks.profiling client [-n 2000] [--concurrent]   # echo() vs the minimal SCP
     python -m benchmarks.profiling server [-n 2000]                  # serve() under the raw client
     python -m benchmarks.profiling import                            # `python -m asyncecho echoscu` start-up
+    python -m benchmarks.profiling core [-n 20000] [--profile]       # the sans-I/O core alone (core_cost.py)
 
 The side being profiled runs in this process on the asyncio loop; the other
 side in its own process (pinned apart where possible), as in the benchmarks.
@@ -177,12 +178,19 @@ def profile_import(top: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling")
-    parser.add_argument("side", choices=["client", "server", "import"])
-    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("side", choices=["client", "server", "import", "core"])
+    parser.add_argument("-n", type=int, default=None, help="associations (2000; core: 20000)")
     parser.add_argument("--concurrent", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="core: with cProfile tables")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
     procstat.raise_fd_limit()
+    if args.side == "core":
+        from .core_cost import report
+
+        print(report(args.n or 20_000, args.profile, args.top), end="")
+        return 0
+    args.n = args.n or 2000
     if args.side == "client":
         profile_client(args.n, args.concurrent, args.top)
     elif args.side == "server":

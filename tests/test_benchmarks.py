@@ -82,3 +82,15 @@ def test_smoke_run_covers_every_scenario(tmp_path: Path) -> None:
             if row["label"].startswith(("raw/", "minimal SCP/")):
                 assert "error" not in row, row
                 assert row["failures"] == 0, row
+
+
+def test_core_cost_runs_both_sides_for_real() -> None:
+    """`python -m benchmarks.profiling core`: each side's association must
+    really succeed (the helpers raise otherwise), and the figures print."""
+    from benchmarks import core_cost
+
+    core_cost.client_association()
+    core_cost.scp_association()
+    lines = core_cost.report(200, profile=False).splitlines()
+    assert [line.split()[0] for line in lines] == ["client", "SCP"]
+    assert all("µs" in line for line in lines)

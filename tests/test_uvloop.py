@@ -23,9 +23,7 @@ def test_echo_and_serve_on_uvloop() -> None:
                 assert isinstance(assoc.channel, AsyncioChannel)
                 client = assoc.channel._transport.get_extra_info("socket")
                 (scp,) = (  # (the first echo's may not have closed yet)
-                    scp
-                    for scp in server._closers
-                    if scp._peer == client.getsockname()
+                    scp for scp in server._closers if scp._peer == client.getsockname()
                 )
                 nodelay = {
                     sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -205,7 +205,11 @@ class Association:
         root = _root_os_error(exc)
         error = connection_error(root if isinstance(root, OSError) else exc, self.host, self.port)
         logs.log(
-            "connect.failed", level="error", reason=error.reason, assoc=self.id, peer=self._peer_text
+            "connect.failed",
+            level="error",
+            reason=error.reason,
+            assoc=self.id,
+            peer=self._peer_text,
         )
         return error
 

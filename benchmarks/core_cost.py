@@ -1,0 +1,147 @@
+"""The sans-I/O core's CPU per association, without sockets or a loop:
+
+    python -m benchmarks.profiling core [-n 20000] [--profile]
+
+- client: what `echo()` runs for one association once connected (the
+  `Association`, its `UpperLayer` and the `EchoDriver`, on a channel that
+  only records what is written), fed the minimal SCP's A-ASSOCIATE-AC,
+  C-ECHO-RSP and A-RELEASE-RP one read each, and the result built;
+- SCP: a `VerificationAcceptor` fed the raw client's A-ASSOCIATE-RQ,
+  C-ECHO-RQ and A-RELEASE-RQ, then the close.
+
+This is the floor of what asyncecho adds to a raw-bytes client on any loop:
+the raw client's whole association costs ~80-90 µs of CPU on uvloop here.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import functools
+import gc
+import io
+import pstats
+import time
+from collections.abc import Callable
+
+from asyncecho.acceptor import VerificationAcceptor
+from asyncecho.client import Association, EchoOptions
+from asyncecho.echo_driver import EchoDriver
+from asyncecho.negotiation import AcceptorPolicy
+
+from . import pdus
+
+_NOW = 1.0
+
+
+class _RecordingChannel:
+    """The part of `AsyncioChannel` the echo driver uses; keeps the writes."""
+
+    tls_version = None
+    error = None
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def now(self) -> float:
+        return _NOW
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def listen(self, listener: object) -> None:
+        pass
+
+    def stop_listening(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def call_at(self, when: float) -> None:
+        pass
+
+    def quickack(self) -> None:
+        pass
+
+
+class _Done:
+    """The future the driver resolves."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+
+    def done(self) -> bool:
+        return self.value is not None
+
+    def set_result(self, value: object) -> None:
+        self.value = value
+
+    def set_exception(self, error: BaseException) -> None:
+        self.value = error
+
+
+def client_association() -> None:
+    assoc = Association("127.0.0.1", 104, EchoOptions())
+    assoc.upper.request(assoc.rq)
+    channel = _RecordingChannel()
+    done = _Done()
+    driver = EchoDriver(assoc, channel, done)  # type: ignore[arg-type]
+    driver.start()
+    driver.on_data(pdus.ASSOCIATE_AC)
+    driver.on_data(pdus.ECHO_RSP_PREFIX + b"\x01\x00" + pdus.ECHO_RSP_SUFFIX)
+    driver.on_data(pdus.RELEASE_RP)
+    if done.value != 0:
+        raise RuntimeError(f"the client association did not succeed: {done.value!r}")
+    assoc.result(0, 1, assoc.echo_time, total=0.0)
+
+
+@functools.cache
+def _policy() -> AcceptorPolicy:
+    return AcceptorPolicy()  # one per SCP, as serve() has: it caches its answers
+
+
+def scp_association() -> None:
+    acceptor = VerificationAcceptor(_policy(), network_timeout=30.0)
+    acceptor.connection_made(_NOW)
+    for pdu in (pdus.ASSOCIATE_RQ, pdus.ECHO_RQ, pdus.RELEASE_RQ):
+        acceptor.receive_data(pdu, _NOW)
+        acceptor.data_to_send()
+    acceptor.connection_lost(_NOW)
+    if acceptor.echoes != 1:
+        raise RuntimeError("the SCP did not answer the C-ECHO")
+
+
+def cost(one: Callable[[], None], n: int) -> tuple[float, float]:
+    """µs of CPU per call, with the GC on and off."""
+    for _ in range(min(n, 1000)):
+        one()  # warm-up: lazy imports, caches
+    figures = []
+    for collect in (True, False):
+        if not collect:
+            gc.disable()
+        try:
+            start = time.process_time()
+            for _ in range(n):
+                one()
+            figures.append((time.process_time() - start) / n * 1e6)
+        finally:
+            gc.enable()
+    return figures[0], figures[1]
+
+
+def report(n: int, profile: bool, top: int = 25) -> str:
+    out = io.StringIO()
+    for name, one in (("client", client_association), ("SCP", scp_association)):
+        with_gc, without_gc = cost(one, n)
+        print(
+            f"{name:6} core per association: {with_gc:5.1f} µs ({without_gc:.1f} without the GC)",
+            file=out,
+        )
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(n):
+                one()
+            profiler.disable()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
