@@ -4,6 +4,7 @@
     python -m benchmarks.profiling server [-n 2000]                  # serve() under the raw client
     python -m benchmarks.profiling import                            # `python -m asyncecho echoscu` start-up
     python -m benchmarks.profiling core [-n 20000] [--profile]       # the sans-I/O core alone (core_cost.py)
+    python -m benchmarks.profiling ablation [-n 1000]                # raw vs raw+core vs echo() (ablation.py)
 
 The side being profiled runs in this process on the asyncio loop; the other
 side in its own process (pinned apart where possible), as in the benchmarks.
@@ -178,7 +179,7 @@ def profile_import(top: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling")
-    parser.add_argument("side", choices=["client", "server", "import", "core"])
+    parser.add_argument("side", choices=["client", "server", "import", "core", "ablation"])
     parser.add_argument("-n", type=int, default=None, help="associations (2000; core: 20000)")
     parser.add_argument("--concurrent", action="store_true")
     parser.add_argument("--profile", action="store_true", help="core: with cProfile tables")
@@ -189,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         from .core_cost import report
 
         print(report(args.n or 20_000, args.profile, args.top), end="")
+        return 0
+    if args.side == "ablation":
+        from .ablation import report as ablation_report
+
+        print(ablation_report(args.n or 1000), end="")
         return 0
     args.n = args.n or 2000
     if args.side == "client":

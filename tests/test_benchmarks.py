@@ -94,3 +94,12 @@ def test_core_cost_runs_both_sides_for_real() -> None:
     lines = core_cost.report(200, profile=False).splitlines()
     assert [line.split()[0] for line in lines] == ["client", "SCP"]
     assert all("µs" in line for line in lines)
+
+
+def test_ablation_runs_its_three_clients() -> None:
+    """`python -m benchmarks.profiling ablation`, small: each client really
+    completes its associations (the harness raises otherwise)."""
+    from benchmarks import ablation
+
+    lines = ablation.report(20, rounds=1, pin=False).splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["raw", "raw+core", "echo()"]

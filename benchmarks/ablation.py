@@ -1,0 +1,144 @@
+"""Where `echo()`'s cost over the raw client goes, by ablation:
+
+    python -m benchmarks.profiling ablation [-n 1000]
+
+Three clients in this process, N concurrent associations each, interleaved
+for five rounds against one minimal SCP (pinned apart where possible):
+
+- raw: `raw_client.raw_echo`, precomputed bytes;
+- raw+core: the raw client's kind of protocol, driving asyncecho's core
+  (`Association`, `UpperLayer`, `EchoDriver`): what the core costs in situ;
+- echo(): the real thing, adding the asyncio glue (the channel and its
+  timer, the connect timeout, the coroutine).
+
+Prints the median CPU per association of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncecho
+from asyncecho.client import Association, EchoOptions
+from asyncecho.echo_driver import EchoDriver
+from asyncecho.results import EchoResult
+from asyncecho.transport_asyncio import Listener
+
+from . import procstat
+from .raw_client import raw_echo
+from .servers import start_python_server
+
+HOST = "127.0.0.1"
+
+
+class _BareChannel:
+    """Just what the echo driver calls, on a plain transport; no timer."""
+
+    tls_version = None
+    error = None
+    __slots__ = ("listener", "loop", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.listener: Listener | None = None
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def write(self, data: bytes) -> None:
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def listen(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def stop_listening(self) -> None:
+        self.listener = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def call_at(self, when: float) -> None:
+        pass
+
+    def quickack(self) -> None:
+        pass
+
+
+class _BareProtocol(asyncio.Protocol):
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: _BareChannel) -> None:
+        self.channel = channel
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.channel.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.channel.listener is not None:
+            self.channel.listener.on_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.channel.listener is not None:
+            self.channel.listener.on_data(b"")
+
+
+_OPTIONS = EchoOptions()
+
+
+async def core_echo(host: str, port: int) -> EchoResult:
+    """One association: the raw client's way of connecting, asyncecho's core."""
+    loop = asyncio.get_running_loop()
+    assoc = Association(host, port, _OPTIONS)
+    assoc.upper.request(assoc.rq)
+    channel = _BareChannel(loop)
+    await loop.create_connection(lambda: _BareProtocol(channel), host, port)
+    done: asyncio.Future[int] = loop.create_future()
+    EchoDriver(assoc, channel, done).start()  # type: ignore[arg-type]
+    status = await done
+    return assoc.result(status, 1, assoc.echo_time, total=None)
+
+
+async def _measure(n: int, rounds: int, port: int) -> dict[str, list[float]]:
+    clients: dict[str, Callable[[str, int], Awaitable[Any]]] = {
+        "raw": raw_echo,
+        "raw+core": core_echo,
+        "echo()": asyncecho.echo,
+    }
+    for one in clients.values():  # warm-up: lazy imports, caches
+        await asyncio.gather(*(one(HOST, port) for _ in range(min(n, 200))))
+    figures: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(rounds):
+        for name, one in clients.items():
+            gc.collect()
+            cpu = time.process_time()
+            results = await asyncio.gather(*(one(HOST, port) for _ in range(n)))
+            figures[name].append((time.process_time() - cpu) / n * 1e6)
+            if not all(results):
+                raise RuntimeError(f"{name}: an association failed")
+    return figures
+
+
+def report(n: int, rounds: int = 5, *, pin: bool = True) -> str:
+    """`pin`: this process to one CPU and the SCP to another (for a
+    measurement; not inside a test run, whose later peers would inherit it)."""
+    client_cpus, server_cpus = procstat.cpu_split() if pin else (None, None)
+    procstat.pin(os.getpid(), client_cpus)
+    server = start_python_server("minimal", "asyncio", server_cpus)
+    try:
+        figures = asyncio.run(_measure(n, rounds, server.port))
+    finally:
+        server.stop()
+    lines = [f"CPU per association, N={n} concurrent, median of {rounds} interleaved rounds:"]
+    for name, values in figures.items():
+        runs = ", ".join(f"{v:.0f}" for v in values)
+        lines.append(f"  {name:9} {statistics.median(values):5.0f} µs   ({runs})")
+    return "\n".join(lines) + "\n"
