@@ -719,3 +719,23 @@ def test_result_does_not_depend_on_chunking() -> None:
     split = len(wire) - len(UNKNOWN_PDU)
     assert run([wire[:split], wire[split:]]) == [ev.MessageReceived, ev.Aborted]
     assert run([wire]) == [ev.MessageReceived, ev.Aborted]
+
+
+def test_answered_contexts_are_worked_out_once_per_pair_and_read_only() -> None:
+    """The AC check and its accepted contexts, remembered per (RQ, AC) pair
+    of objects; an invalid AC is checked (and refused) every time."""
+    from dataclasses import replace
+
+    from asyncecho.negotiation import accepted_contexts, answered_contexts
+
+    first = answered_contexts(RQ, AC)
+    assert answered_contexts(RQ, AC) is first
+    assert dict(first) == accepted_contexts(RQ, AC)
+    with pytest.raises(TypeError):
+        first[99] = ("x", "y")  # type: ignore[index]
+    # An equal but distinct AC object is worked out again (identity, not equality).
+    assert answered_contexts(RQ, replace(AC)) == first
+    bad = replace(AC, application_context="1.2.3")
+    for _ in range(2):
+        with pytest.raises(PDUError):
+            answered_contexts(RQ, bad)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 
 from . import uids
 from .pdu import (
@@ -149,6 +150,31 @@ def check_ac(rq: AssociateRQ, ac: AssociateAC) -> None:
             )
 
 
+# (RQ, AC) pairs already found valid, by identity: a health check or a sweep
+# sends the same (cached) RQ and a peer answers with the same AC bytes, which
+# decode to the same (cached) object, so the check and the accepted contexts
+# are worked out once per pair. The objects are kept in the entry, so their
+# ids cannot be reused while it exists; invalid pairs are not kept.
+_VALID_ANSWERS: dict[
+    tuple[int, int], tuple[AssociateRQ, AssociateAC, Mapping[int, tuple[str, str]]]
+] = {}
+_VALID_ANSWERS_MAX = 256
+
+
+def answered_contexts(rq: AssociateRQ, ac: AssociateAC) -> Mapping[int, tuple[str, str]]:
+    """`check_ac` (raises PDUError), then `accepted_contexts`, read-only."""
+    key = (id(rq), id(ac))
+    known = _VALID_ANSWERS.get(key)
+    if known is not None and known[0] is rq and known[1] is ac:
+        return known[2]
+    check_ac(rq, ac)
+    contexts = MappingProxyType(accepted_contexts(rq, ac))
+    if len(_VALID_ANSWERS) >= _VALID_ANSWERS_MAX:
+        _VALID_ANSWERS.clear()
+    _VALID_ANSWERS[key] = (rq, ac, contexts)
+    return contexts
+
+
 def accepted_contexts(rq: AssociateRQ, ac: AssociateAC) -> dict[int, tuple[str, str]]:
     """{context ID: (abstract syntax, transfer syntax)} for each accepted one."""
     abstract = {pc.context_id: pc.abstract_syntax for pc in rq.presentation_contexts}
@@ -264,6 +290,7 @@ __all__ = [
     "RJ_SOURCE_ACSE",
     "AcceptorPolicy",
     "accepted_contexts",
+    "answered_contexts",
     "build_ac",
     "build_rq",
     "busy_reject",

@@ -13,7 +13,7 @@ the table names and turns PDUs into the table's events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from .dimse import Message, MessageAssembler, fragment
@@ -28,7 +28,7 @@ from .events import (
     ReleaseRequested,
 )
 from .framer import DEFAULT_MAX_ASSOCIATE_LENGTH, PDUFramer
-from .negotiation import accepted_contexts, check_ac
+from .negotiation import accepted_contexts, answered_contexts
 from .pdu import (
     ABORT_SOURCE_PROVIDER,
     ABORT_SOURCE_USER,
@@ -133,7 +133,7 @@ class UpperLayer:
         self.ac: AssociateAC | None = None
         self.rj: AssociateRJ | None = None
         # {context ID: (abstract syntax, transfer syntax)} once accepted
-        self.contexts: dict[int, tuple[str, str]] = {}
+        self.contexts: Mapping[int, tuple[str, str]] = {}
         self.peer_max_pdu = 0
         # Set for the diagnostics of whoever drives us: the last PDU sent/received.
         self.sent_pdus: list[PDU] | None = None
@@ -281,10 +281,10 @@ class UpperLayer:
         would otherwise take it in."""
         event = _PDU_EVENT[type(pdu)]
         try:
-            if event is Evt.EVT3 and self.machine.state is State.STA5:
+            if event is _EVT3 and self.machine.state is _STA5:
                 assert self.rq is not None and isinstance(pdu, AssociateAC)
-                check_ac(self.rq, pdu)
-            elif event is Evt.EVT10 and self.machine.state in (State.STA6, State.STA7):
+                answered_contexts(self.rq, pdu)  # check_ac, remembered for AE-3
+            elif event is _EVT10 and self.machine.state in _DATA_STATES:
                 assert isinstance(pdu, PDataTF)
                 for pdv in pdu.pdvs:
                     if pdv.context_id not in self.contexts:
@@ -357,7 +357,7 @@ class UpperLayer:
     def _act_ae_3(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
         assert isinstance(pdu, AssociateAC) and self.rq is not None
         self.ac = pdu
-        self.contexts = accepted_contexts(self.rq, pdu)
+        self.contexts = answered_contexts(self.rq, pdu)  # (checked in _classify)
         self.peer_max_pdu = pdu.max_length or 0
         return [AssociationAccepted(pdu)]
 
@@ -475,8 +475,10 @@ class UpperLayer:
         return events
 
 
-_EVT6 = Evt.EVT6
-_EVT19 = Evt.EVT19
+_EVT3, _EVT6, _EVT10, _EVT19 = Evt.EVT3, Evt.EVT6, Evt.EVT10, Evt.EVT19
+_STA5 = State.STA5
+# Where a P-DATA's PDVs are checked against the accepted contexts (Evt10 is taken in).
+_DATA_STATES = (State.STA6, State.STA7)
 # No transport connection to receive on (before AE-1's connect, or after it failed).
 _UNCONNECTED = (State.STA1, State.STA4)
 _AE_6 = Action.AE_6
