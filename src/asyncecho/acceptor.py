@@ -16,6 +16,12 @@ from .state_machine import Event as Evt
 from .state_machine import State
 from .upper_layer import UpperLayer
 
+# Before the A-ASSOCIATE-RQ and after the end, ARTIM bounds the waits instead.
+_NOT_ASSOCIATED = (State.STA2, State.STA13)
+# A C-ECHO-RQ may still be answered (Sta8: the peer asked to release in the
+# same read, AR-7 before the RP).
+_MAY_ANSWER = (State.STA6, State.STA8)
+
 # PS3.7 C.5.3: status for an operation the SCP does not recognise.
 STATUS_UNRECOGNIZED_OPERATION = 0x0211
 
@@ -121,7 +127,7 @@ class VerificationAcceptor:
         for `network_timeout` or one PDU taking longer than `dimse_timeout`
         (a trickle resets the first, never the second). Before the RQ and
         after the end, ARTIM (`next_deadline`) bounds the wait instead."""
-        if self.upper.state in (State.STA2, State.STA13):
+        if self.upper.machine.state in _NOT_ASSOCIATED:
             return None
         when = None if self.network_timeout is None else self._last + self.network_timeout
         if self._partial_since is not None and self.dimse_timeout is not None:
@@ -131,7 +137,7 @@ class VerificationAcceptor:
 
     def stalled(self, now: float) -> str | None:
         """ "idle" or "slow-pdu" once `stall_deadline()` has passed, else None."""
-        if self.upper.state in (State.STA2, State.STA13):
+        if self.upper.machine.state in _NOT_ASSOCIATED:
             return None
         if self.network_timeout is not None and now >= self._last + self.network_timeout:
             return "idle"
@@ -217,7 +223,7 @@ class VerificationAcceptor:
             # A response, or a request without a message ID: not ours to answer.
             unexpected = PDUError("unexpected DIMSE message (a response, or no Message ID)", 0)
             return list(self.upper.protocol_violation(unexpected, now))
-        if self.upper.state not in (State.STA6, State.STA8):
+        if self.upper.machine.state not in _MAY_ANSWER:
             # AR-6/Sta7: no response once we asked to release. Sta8 (the peer
             # asked, in the same read) still allows it (AR-7), before the RP.
             return []

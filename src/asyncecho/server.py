@@ -30,9 +30,11 @@ from .events import Aborted, ReleaseRequested
 from .identity import IdentityCheck
 from .negotiation import AcceptorPolicy
 from .pdu_fields import validate_ae_title
+from .state_machine import State
 from .transport_asyncio import tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+_STA13 = State.STA13
 
 # The log event for each way a peer can be too slow (VerificationAcceptor.stalled).
 _STALL_EVENTS = {"idle": "scp.idle_timeout", "slow-pdu": "scp.dimse_timeout"}
@@ -276,14 +278,15 @@ class _ScpProtocol(asyncio.Protocol):
         if happened:
             server = self._server
             server._record(self._peer, happened)
-            for item in happened:
-                if isinstance(item, IdentityCheckNeeded):
-                    task = self._loop.create_task(self._check_identity(item))
-                    server._tasks.add(task)
-                    task.add_done_callback(server._tasks.discard)
-            if acceptor.state is acceptor.state.STA13:
+            if acceptor.check_identity:
+                for item in happened:
+                    if isinstance(item, IdentityCheckNeeded):
+                        task = self._loop.create_task(self._check_identity(item))
+                        server._tasks.add(task)
+                        task.add_done_callback(server._tasks.discard)
+            if acceptor.upper.machine.state is _STA13:
                 self._uncount()
-        if acceptor.should_close:
+        if acceptor.upper.should_close:
             transport.close()
             return True
         return False
