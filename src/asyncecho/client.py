@@ -639,6 +639,7 @@ async def _echo_driven(assoc: Association) -> EchoResult:
         channel = await open_asyncio_channel(connect)
     except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
         raise assoc._connect_failed(exc, kind) from None
+    del connect  # not kept alive (for the collector to scan) while the association runs
     assoc.channel = channel
     assoc.connect_time = channel.now() - assoc._started
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
