@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +86,18 @@ class Peer:
     host: str = "127.0.0.1"
 
 
+def terminate(process: subprocess.Popen[Any]) -> int | None:
+    """Stop a peer: SIGTERM, then SIGKILL if it has not exited within 5 s.
+    Its exit status after SIGTERM; None if it had to be killed."""
+    process.terminate()
+    try:
+        return process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+        return None
+
+
 @contextlib.contextmanager
 def _running(
     cmd: Sequence[str],
@@ -104,12 +117,7 @@ def _running(
         wait_listening(port, process)
         yield Peer(port, ae_title, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        terminate(process)
         if process.stdout:
             process.stdout.close()
 
@@ -315,14 +323,7 @@ def asyncecho_echoscp(*args: str, clean_exit: bool = False) -> Iterator[CliScp]:
             wait_listening(port, process)
             yield scp
         finally:
-            code = None
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    code = process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
+            code = terminate(process) if process.poll() is None else None
             text = scp.log()
             assert "Traceback" not in text, text
             if clean_exit:

@@ -489,12 +489,7 @@ def pynetdicom_identity_scp(tmp_path: Path) -> Iterator[IdentityScp]:
         peers.wait_listening(port, process)
         yield IdentityScp(port, record)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        peers.terminate(process)
 
 
 @pytest.mark.peer

@@ -562,12 +562,7 @@ def pynetdicom_tls_scp(certs: Certs) -> Iterator[int]:
         peers.wait_listening(port, process)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        peers.terminate(process)
         if process.stdout:
             process.stdout.close()
 
