@@ -135,9 +135,7 @@ class AsyncioChannel:
             self._expired = True
             task.cancel()
             self._connecting = None
-        elif self._protocol is None:
-            return  # (never: a failed connect stops the timer)
-        elif self._protocol.listener is not None:
+        elif self._protocol.listener is not None:  # (attached: a failed connect stops it)
             self._protocol.listener.on_timer()
         else:
             self._on_timer()
