@@ -67,6 +67,7 @@ class VerificationAcceptor:
     `next_deadline()`."""
 
     __slots__ = (
+        "_happened",
         "_last",
         "_partial_since",
         "busy",
@@ -95,6 +96,7 @@ class VerificationAcceptor:
         self.dimse_timeout = dimse_timeout
         self._last = 0.0  # when the peer last sent anything
         self._partial_since: float | None = None  # when the PDU now in progress began
+        self._happened: list[object] | None = None  # while a read is taken in
         self.upper = UpperLayer(
             requestor=False, max_pdu=policy.max_pdu, artim_timeout=artim_timeout
         )
@@ -127,7 +129,7 @@ class VerificationAcceptor:
         for `network_timeout` or one PDU taking longer than `dimse_timeout`
         (a trickle resets the first, never the second). Before the RQ and
         after the end, ARTIM (`next_deadline`) bounds the wait instead."""
-        if self.upper.machine.state in _NOT_ASSOCIATED:
+        if self.upper.state in _NOT_ASSOCIATED:
             return None
         when = None if self.network_timeout is None else self._last + self.network_timeout
         if self._partial_since is not None and self.dimse_timeout is not None:
@@ -137,7 +139,7 @@ class VerificationAcceptor:
 
     def stalled(self, now: float) -> str | None:
         """ "idle" or "slow-pdu" once `stall_deadline()` has passed, else None."""
-        if self.upper.machine.state in _NOT_ASSOCIATED:
+        if self.upper.state in _NOT_ASSOCIATED:
             return None
         if self.network_timeout is not None and now >= self._last + self.network_timeout:
             return "idle"
@@ -164,12 +166,23 @@ class VerificationAcceptor:
         """Returns what happened, for the caller's logs."""
         self._last = now
         happened: list[object] = []
-        self.upper.receive_data(data, now, lambda event: happened.extend(self._handle(event, now)))
+        self._happened = happened
+        try:
+            # Each event answered as its PDU is taken in (see `receive_data`).
+            self.upper.receive_data(data, now, self._on_event)
+        finally:
+            self._happened = None
         if not self.upper.partial_pdu:
             self._partial_since = None
         elif self._partial_since is None:
             self._partial_since = now
         return happened
+
+    def _on_event(self, event: Event) -> None:
+        # (a bound method and the read's state on self, not a closure per
+        # read: fewer objects made for every PDU)
+        assert self._happened is not None
+        self._happened.extend(self._handle(event, self._last))
 
     def _handle(self, event: Event, now: float) -> list[object]:
         upper = self.upper
@@ -190,7 +203,7 @@ class VerificationAcceptor:
         if isinstance(event, MessageReceived):
             return self._answer(event, now)
         if isinstance(event, ReleaseRequested):
-            if upper.machine.action_for(Evt.EVT14) is None:
+            if upper.action_for(Evt.EVT14) is None:
                 return [event]  # already aborted by a later PDU of the same read
             upper.release_response(now)  # AR-4 (or AR-4 from Sta12 in a collision)
             return [event]
@@ -223,7 +236,7 @@ class VerificationAcceptor:
             # A response, or a request without a message ID: not ours to answer.
             unexpected = PDUError("unexpected DIMSE message (a response, or no Message ID)", 0)
             return list(self.upper.protocol_violation(unexpected, now))
-        if self.upper.machine.state not in _MAY_ANSWER:
+        if self.upper.state not in _MAY_ANSWER:
             # AR-6/Sta7: no response once we asked to release. Sta8 (the peer
             # asked, in the same read) still allows it (AR-7), before the RP.
             return []

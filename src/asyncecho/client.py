@@ -491,7 +491,7 @@ class Association:
         has already ended the association."""
         channel, upper = self.channel, self.upper
         assert channel is not None
-        if upper.machine.action_for(Evt.EVT14) is not None:
+        if upper.action_for(Evt.EVT14) is not None:
             upper.release_response(channel.now())
             await channel.send(upper.data_to_send())
 

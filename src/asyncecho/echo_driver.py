@@ -100,7 +100,7 @@ class EchoDriver:
 
     def _send_echo(self, now: float) -> None:
         assoc = self.assoc
-        if assoc.upper.machine.state is _STA6:
+        if assoc.upper.state is _STA6:
             # (otherwise a later PDU of the same read has already ended the
             # association: its event comes next and says how)
             assoc.upper.send_message(assoc.context_id, encode_echo_rq(_MESSAGE_ID))
@@ -111,7 +111,7 @@ class EchoDriver:
 
     def _send_release(self, now: float) -> None:
         upper = self.assoc.upper
-        if upper.machine.state is _STA6:
+        if upper.state is _STA6:
             upper.release()
             if logs.enabled:
                 logs.log("release.request", assoc=self.assoc.id)
@@ -144,7 +144,7 @@ class EchoDriver:
                 return
             events = upper.connection_lost(now)
         channel.write(upper.data_to_send())
-        state = upper.machine.state
+        state = upper.state
         if upper.should_close or state is _STA13:
             channel.close()
         elif upper.partial_pdu:
@@ -160,7 +160,7 @@ class EchoDriver:
             return
         if self._phase == _RELEASE and (upper.should_close or self._released):
             self._finish(now)
-        elif not events and (not data or upper.machine.state in _ENDED):
+        elif not events and (not data or upper.state in _ENDED):
             channel.close()
             self._fail(AssociationAborted("the connection closed without an A-ABORT"))
 
@@ -220,7 +220,7 @@ class EchoDriver:
 
     def _answer_release(self, now: float) -> None:
         upper = self.assoc.upper
-        if upper.machine.action_for(Evt.EVT14) is not None:
+        if upper.action_for(Evt.EVT14) is not None:
             upper.release_response(now)
             self.channel.write(upper.data_to_send())
 

@@ -17,6 +17,21 @@ DEFAULT_MAX_ASSOCIATE_LENGTH = 1 << 20
 UNLIMITED_PDATA_CAP = 1 << 26
 
 
+def single_pdu(data: bytes, max_pdata_length: int, max_associate_length: int) -> PDU | None:
+    """The PDU, if `data` is exactly one whole PDU; else None. Raises
+    PDUError for an invalid one. What `PDUFramer.single` does for a framer
+    with nothing buffered: a connection whose reads are all whole PDUs (the
+    usual case) never needs a framer object at all."""
+    size = len(data)
+    if size < PDU_HEADER:
+        return None
+    length = int.from_bytes(data[2:PDU_HEADER], "big")
+    if PDU_HEADER + length != size:
+        return None
+    check_header(data[0], length, max_pdata_length, max_associate_length)
+    return decode_pdu(data)
+
+
 class PDUFramer:
     """Splits a byte stream into decoded PDUs.
 
@@ -50,15 +65,10 @@ class PDUFramer:
         """The PDU, if `data` is exactly one whole PDU and nothing is
         buffered (the usual read, taken without `feed`'s lists); else None:
         then `feed` it. Raises PDUError as `feed` would."""
-        size = len(data)
-        if self._buffer or self.error is not None or size < PDU_HEADER:
-            return None
-        length = int.from_bytes(data[2:PDU_HEADER], "big")
-        if PDU_HEADER + length != size:
+        if self._buffer or self.error is not None:
             return None
         try:
-            check_header(data[0], length, self.max_pdata_length, self.max_associate_length)
-            return decode_pdu(data)
+            return single_pdu(data, self.max_pdata_length, self.max_associate_length)
         except PDUError as error:
             self.error = error
             raise

@@ -7,8 +7,11 @@ close the transport (`should_close`) and when the ARTIM timer next needs
 attention (`next_deadline` / `handle_timer`). No sockets, no clocks: times
 are passed in as `now` (any monotonic clock the caller uses consistently).
 
-`StateMachine` decides every transition; this class carries out the action
-the table names and turns PDUs into the table's events.
+`UpperLayer` is a `StateMachine` (the table decides every transition; its
+state is this object's `state`) that carries out the action the table names
+and turns PDUs into the table's events. One object per association rather
+than two: thousands of associations in flight each keep it alive, and every
+live object is one more for the garbage collector to walk.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .events import (
     ReleaseConfirmed,
     ReleaseRequested,
 )
-from .framer import DEFAULT_MAX_ASSOCIATE_LENGTH, PDUFramer
+from .framer import DEFAULT_MAX_ASSOCIATE_LENGTH, UNLIMITED_PDATA_CAP, PDUFramer, single_pdu
 from .negotiation import accepted_contexts, answered_contexts
 from .pdu import (
     ABORT_SOURCE_PROVIDER,
@@ -91,12 +94,16 @@ def _encode_associate(pdu: AssociateRQ | AssociateAC) -> bytes:
     return pdu.encode()
 
 
-class UpperLayer:
-    """One association's upper layer, as requestor or acceptor."""
+class UpperLayer(StateMachine):
+    """One association's upper layer, as requestor or acceptor. (`fire`,
+    inherited, is the bare table lookup: the primitives below are the way
+    to drive an association.)"""
 
     __slots__ = (
         "_assembler",
         "_framer",
+        "_max_associate_length",
+        "_max_pdata_length",
         "_now",
         "_outbox",
         "_pending_message",
@@ -105,7 +112,6 @@ class UpperLayer:
         "artim_deadline",
         "artim_timeout",
         "contexts",
-        "machine",
         "peer_max_pdu",
         "rj",
         "rq",
@@ -121,10 +127,14 @@ class UpperLayer:
         artim_timeout: float = DEFAULT_ARTIM_TIMEOUT,
         max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH,
     ) -> None:
-        self.machine = StateMachine(is_requestor=requestor)
+        super().__init__(is_requestor=requestor)
         self.artim_timeout = artim_timeout
         self.artim_deadline: float | None = None
-        self._framer = PDUFramer(max_pdu, max_associate_length)
+        self._max_pdata_length = max_pdu or UNLIMITED_PDATA_CAP
+        self._max_associate_length = max_associate_length
+        # Made at the first read that is not exactly whole PDUs: until
+        # then (often for the whole association) each read is one PDU.
+        self._framer: PDUFramer | None = None
         # Made at the first P-DATA: no association in flight holds one before.
         self._assembler: MessageAssembler | None = None
         self._outbox = bytearray()
@@ -144,17 +154,9 @@ class UpperLayer:
     # --- outputs ---------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        return self.machine.state
-
-    @property
-    def is_requestor(self) -> bool:
-        return self.machine.is_requestor
-
-    @property
     def partial_pdu(self) -> bool:
         """Part of a PDU is buffered (a moment to force out a TCP ACK)."""
-        return self._framer.partial
+        return self._framer is not None and self._framer.partial
 
     def data_to_send(self) -> bytes:
         data = bytes(self._outbox)
@@ -205,13 +207,13 @@ class UpperLayer:
 
     def abort(self, now: float) -> None:
         """A-ABORT request (Evt15). In Sta1 and Sta13 there is nothing to abort."""
-        if self.machine.state in (State.STA1, State.STA13):
+        if self.state in (State.STA1, State.STA13):
             return
         self._fire(Evt.EVT15, now)
 
     def connection_lost(self, now: float = 0.0) -> list[Event]:
         """Transport connection closed indication (Evt17)."""
-        if self.machine.state is State.STA1:
+        if self.state is State.STA1:
             return []
         return self._fire(Evt.EVT17, now)
 
@@ -237,17 +239,25 @@ class UpperLayer:
             # The association is over, or the byte stream lost its framing
             # after an invalid PDU: nothing more in it can be read as PDUs.
             return []
-        if self.machine.state in _UNCONNECTED:
+        if self.state in _UNCONNECTED:
             raise LocalProtocolError(
-                f"no transport connection in {self.machine.state} to receive on"
+                f"no transport connection in {self.state} to receive on"
             )
         events: list[Event] = []
+        framer = self._framer
         try:
-            whole = self._framer.single(data)
+            if framer is None:
+                whole = single_pdu(data, self._max_pdata_length, self._max_associate_length)
+            else:
+                whole = framer.single(data)
             if whole is not None:  # the usual read: exactly one whole PDU
                 event, error = self._classify(whole)
                 return _deliver(self._fire(event, now, pdu=whole, error=error), events, on_event)
-            pdus = self._framer.feed(data)
+            if framer is None:
+                framer = self._framer = PDUFramer(
+                    self._max_pdata_length, self._max_associate_length
+                )
+            pdus = framer.feed(data)
         except PDUError as framing_error:
             self._stream_broken = True
             return _deliver(self._fire(Evt.EVT19, now, error=framing_error), events, on_event)
@@ -258,10 +268,10 @@ class UpperLayer:
                 _deliver(new, events, on_event)
             if self.should_close or event is _EVT19:
                 return events
-        if self._framer.error is not None:
+        if framer.error is not None:
             # Valid PDUs came first in this chunk; now the invalid one.
             self._stream_broken = True
-            _deliver(self._fire(Evt.EVT19, now, error=self._framer.error), events, on_event)
+            _deliver(self._fire(Evt.EVT19, now, error=framer.error), events, on_event)
         return events
 
     def protocol_violation(self, error: PDUError, now: float) -> list[Event]:
@@ -269,8 +279,8 @@ class UpperLayer:
         cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
         service-provider A-ABORT with the error's reason)."""
         if (
-            self.machine.state in (State.STA1, State.STA13)
-            or self.machine.action_for(Evt.EVT19) is None
+            self.state in (State.STA1, State.STA13)
+            or self.action_for(Evt.EVT19) is None
         ):
             return []
         return self._fire(Evt.EVT19, now, error=error)
@@ -281,10 +291,10 @@ class UpperLayer:
         would otherwise take it in."""
         event = _PDU_EVENT[type(pdu)]
         try:
-            if event is _EVT3 and self.machine.state is _STA5:
+            if event is _EVT3 and self.state is _STA5:
                 assert self.rq is not None and isinstance(pdu, AssociateAC)
                 answered_contexts(self.rq, pdu)  # check_ac, remembered for AE-3
-            elif event is _EVT10 and self.machine.state in _DATA_STATES:
+            elif event is _EVT10 and self.state in _DATA_STATES:
                 assert isinstance(pdu, PDataTF)
                 for pdv in pdu.pdvs:
                     if pdv.context_id not in self.contexts:
@@ -300,8 +310,8 @@ class UpperLayer:
 
     def _check_allowed(self, event: Evt) -> None:
         """Refuse a primitive before it changes anything (fire() would refuse it later)."""
-        if self.machine.action_for(event) is None:
-            raise LocalProtocolError(f"{event} is not allowed in {self.machine.state}")
+        if self.action_for(event) is None:
+            raise LocalProtocolError(f"{event} is not allowed in {self.state}")
 
     def _send(self, pdu: PDU) -> None:
         if isinstance(pdu, (AssociateRQ, AssociateAC)):
@@ -327,14 +337,13 @@ class UpperLayer:
             # AE-6's provider check: only the protocol version is the
             # provider's to judge; everything else is the user's (Evt7/Evt8).
             acceptable = bool(pdu.protocol_version & PROTOCOL_VERSION)
-        machine = self.machine
-        action = machine.fire(event, acceptable=acceptable)
-        cell = machine.cell
+        action = self.fire(event, acceptable=acceptable)
+        cell = self.cell
         assert cell is not None
         out = _ACTIONS[action](self, pdu, error, acceptable)
         if cell.starts_artim or (action is _AE_6 and not acceptable):
             self.artim_deadline = self._now + self.artim_timeout
-        elif machine.state not in _ARTIM_KEPT:
+        elif self.state not in _ARTIM_KEPT:
             self.artim_deadline = None
         if cell.closes_transport:
             self.should_close = True
