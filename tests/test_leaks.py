@@ -195,3 +195,58 @@ async def test_a_finished_echo_leaves_no_reference_cycle_of_ours() -> None:
             gc.set_debug(0)
             gc.garbage.clear()
     assert ours == Counter()
+
+
+def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
+    """Timers on asyncio's own loop, not counting cancelled ones."""
+    scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
+    return len([handle for handle in scheduled if not handle.cancelled()])
+
+
+def _objects_of_ours() -> Counter[str]:
+    import gc
+
+    gc.collect()
+    return Counter(
+        type(obj).__qualname__
+        for obj in gc.get_objects()
+        if type(obj).__module__.startswith("asyncecho.")
+    )
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_open_scp_connection_keeps_three_objects_of_ours_and_no_timer() -> None:
+    """Each connection serve() holds open on asyncio is its protocol, its
+    acceptor and the upper layer (the state machine itself): no framer
+    until a read splits a PDU, and no loop timer of its own (its ARTIM and
+    idle limits are on the server's timer wheel). Every object a thousand
+    open connections keep is walked again by each full collection."""
+    from asyncecho.client import Association, EchoOptions
+
+    rq = Association(LOCALHOST, 0, EchoOptions()).rq.encode()
+    count = 50
+    async with serve(LOCALHOST, 0) as server:
+        loop = asyncio.get_running_loop()
+        timers_before, before = _live_timers(loop), _objects_of_ours()
+        streams = []
+        try:
+            for _ in range(count):
+                reader, writer = await asyncio.open_connection(LOCALHOST, server.port)
+                streams.append(writer)
+                writer.write(rq)
+                header = await reader.readexactly(6)
+                assert header[0] == 0x02  # A-ASSOCIATE-AC: the association is established
+                await reader.readexactly(int.from_bytes(header[2:], "big"))
+            ours = _objects_of_ours() - before
+            timers = _live_timers(loop) - timers_before
+        finally:
+            for writer in streams:
+                writer.close()
+    # (what one connection made once, such as the cached decoded RQ, is shared)
+    assert {name: n / count for name, n in ours.items() if n >= count} == {
+        "_ScpProtocol": 1,
+        "VerificationAcceptor": 1,
+        "UpperLayer": 1,
+    }
+    # A few ticks of the wheel, shared by all fifty: not one timer each.
+    assert timers < 10

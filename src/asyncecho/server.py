@@ -31,6 +31,7 @@ from .identity import IdentityCheck
 from .negotiation import AcceptorPolicy
 from .pdu_fields import validate_ae_title
 from .state_machine import State
+from .timer_wheel import TimerWheel
 from .transport_asyncio import tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -165,15 +166,19 @@ class _ScpProtocol(asyncio.Protocol):
         "_peer",
         "_server",
         "_sock",
-        "_timer",
+        "_timer_key",
         "_transport",
+        "_wheel",
     )
 
-    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, server: Server, loop: asyncio.AbstractEventLoop, wheel: TimerWheel
+    ) -> None:
         self._server = server
         self._loop = loop
+        self._wheel = wheel
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer_key: int | None = None  # the server's timer wheel tick we are due in
         self._counted = False
         self._peer: Any = None
         self._sock: Any = None
@@ -218,15 +223,15 @@ class _ScpProtocol(asyncio.Protocol):
             deadline = stall if deadline is None else min(deadline, stall)
         if deadline is None:
             return
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
+        wheel, key = self._wheel, self._timer_key
+        if key is not None:
+            if key <= wheel.key(deadline):
                 return  # fires early enough; it re-arms itself if it was too early
-            timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+            wheel.cancel(self, key)
+        self._timer_key = wheel.schedule(self, deadline)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def on_timer(self) -> None:
+        self._timer_key = None
         acceptor, transport = self._acceptor, self._transport
         if acceptor is None or transport is None:
             return
@@ -284,7 +289,7 @@ class _ScpProtocol(asyncio.Protocol):
                         task = self._loop.create_task(self._check_identity(item))
                         server._tasks.add(task)
                         task.add_done_callback(server._tasks.discard)
-            if acceptor.upper.machine.state is _STA13:
+            if acceptor.upper.state is _STA13:
                 self._uncount()
         if acceptor.upper.should_close:
             transport.close()
@@ -321,9 +326,9 @@ class _ScpProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._timer_key is not None:
+            self._wheel.cancel(self, self._timer_key)
+            self._timer_key = None
         acceptor = self._acceptor
         if acceptor is not None:
             happened = acceptor.connection_lost(self._loop.time())
@@ -355,8 +360,9 @@ class _ScpProtocol(asyncio.Protocol):
 async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncIterator[Server]:
     loop = asyncio.get_running_loop()
     server = Server(options)
+    wheel = TimerWheel(loop)  # every connection's ARTIM and idle limits
     aserver = await loop.create_server(
-        lambda: _ScpProtocol(server, loop),
+        lambda: _ScpProtocol(server, loop, wheel),
         host,
         port,
         backlog=options.backlog,
