@@ -210,7 +210,8 @@ def _objects_of_ours() -> Counter[str]:
     return Counter(
         type(obj).__qualname__
         for obj in gc.get_objects()
-        if type(obj).__module__.startswith("asyncecho.")
+        # (not a plain str for some metaclasses' instances)
+        if str(type(obj).__module__).startswith("asyncecho.")
     )
 
 

@@ -9,13 +9,18 @@ due in the same tick share one loop timer; a connection waiting costs an
 entry in that tick's dict. A tick's loop timer is cancelled once nothing is
 due in it any more, so an idle wheel holds no timer at all.
 
-The callbacks run in the wheel's own context (the one it was made in), not
-in a copy per connection.
+The callbacks run in an empty `contextvars` context of the wheel's own:
+not in a copy per connection, and never in the context of whichever
+connection happened to open a tick. (asyncecho binds no context variables;
+an application's own, for its log lines, are on what `echo()` raises or
+returns, in its own task.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import weakref
 from typing import Protocol
 
 #: seconds: coarse enough that a burst of connections shares timers, fine
@@ -30,13 +35,15 @@ class Timed(Protocol):
 
 
 class TimerWheel:
-    __slots__ = ("_loop", "_slots", "_tick")
+    __slots__ = ("__weakref__", "_context", "_loop", "_slots", "_tick")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tick: float = DEFAULT_TICK) -> None:
         if tick <= 0:
             raise ValueError("the tick must be positive")
-        self._loop = loop
+        # Weakly: `for_loop` keeps a wheel per loop, which must not keep the loop alive.
+        self._loop = weakref.ref(loop)
         self._tick = tick
+        self._context = contextvars.Context()
         # tick number -> (its loop timer, the items due in it, in order)
         self._slots: dict[int, tuple[asyncio.TimerHandle, dict[Timed, None]]] = {}
 
@@ -47,7 +54,10 @@ class TimerWheel:
         key = self.key(when)
         slot = self._slots.get(key)
         if slot is None:
-            handle = self._loop.call_at(key * self._tick, self._fire, key)
+            loop = self._loop()
+            if loop is None:
+                raise RuntimeError("the wheel's event loop is gone")
+            handle = loop.call_at(key * self._tick, self._fire, key, context=self._context)
             slot = self._slots[key] = (handle, {})
         slot[1][item] = None
         return key
@@ -84,3 +94,23 @@ class TimerWheel:
             return
         for item in slot[1]:
             item.on_timer()
+
+
+_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel] = (
+    weakref.WeakKeyDictionary()
+)
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], TimerWheel] | None = None
+
+
+def for_loop(loop: asyncio.AbstractEventLoop) -> TimerWheel:
+    """The wheel of `loop`, shared by every client connection on it (made
+    at the first; gone with the loop)."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]  # the usual case: the loop of the last call
+    wheel = _wheels.get(loop)
+    if wheel is None:
+        wheel = _wheels[loop] = TimerWheel(loop)
+    _last = (weakref.ref(loop), wheel)
+    return wheel

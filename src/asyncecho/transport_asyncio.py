@@ -11,6 +11,7 @@ import ssl
 import sys
 from typing import Any, Protocol, cast
 
+from . import timer_wheel
 from .channel import ConnectOptions, ReceiveTimeout
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -47,11 +48,30 @@ class Listener(Protocol):
         """The time asked for with `call_at` has come (or an earlier one)."""
 
 
-class _ClientProtocol(asyncio.Protocol):
-    __slots__ = ("_chunks", "_closed", "_error", "_waiter", "listener", "transport")
+class AsyncioChannel(asyncio.Protocol):
+    """One client connection: the asyncio protocol of its transport (one
+    object per connection, not a protocol and a channel) and the `Channel`
+    the association runs on."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+    __slots__ = (
+        "_chunks",
+        "_closed",
+        "_connecting",
+        "_deadline",
+        "_error",
+        "_expired",
+        "_loop",
+        "_timer_key",
+        "_transport",
+        "_waiter",
+        "_wheel",
+        "listener",
+        "tls_version",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport = cast(asyncio.Transport, None)  # connection_made
         # Reads not yet taken by `receive` (made at the first: a listener never needs it).
         self._chunks: list[bytes] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -59,11 +79,28 @@ class _ClientProtocol(asyncio.Protocol):
         self._error: BaseException | None = None
         # Set: bytes go straight to it (b"" once closed), nothing is buffered.
         self.listener: Listener | None = None
+        # One timer per connection, from the connect timeout to the end,
+        # re-armed lazily: a wait sets the deadline it needs, and a timer
+        # that fires before it re-arms itself. A timer per wait cost more.
+        # It is a place on the loop's timer wheel (the tick it is due in),
+        # not a loop timer of its own.
+        self._wheel = timer_wheel.for_loop(loop)
+        self._timer_key: int | None = None
+        self._deadline: float | None = None  # of the waiting `receive`
+        self._connecting: asyncio.Task[Any] | None = None
+        self._expired = False
+        self.tls_version: str | None = None
+
+    # --- the asyncio protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
         # (TCP_NODELAY: asyncio and uvloop set it on every TCP transport.)
-        self.transport = cast(asyncio.Transport, transport)
+        self._transport = cast(asyncio.Transport, transport)
+        # Read now: an SSL transport forgets it once closed.
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.tls_version = str(ssl_object.version())
 
     def data_received(self, data: bytes) -> None:
         if self.listener is not None:
@@ -94,49 +131,18 @@ class _ClientProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    # --- the channel -----------------------------------------------------------------
 
-class AsyncioChannel:
-    __slots__ = (
-        "_connecting",
-        "_deadline",
-        "_expired",
-        "_loop",
-        "_protocol",
-        "_timer",
-        "_transport",
-        "tls_version",
-    )
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._transport: asyncio.Transport = cast(asyncio.Transport, None)  # set by _attach
-        self._protocol: _ClientProtocol = cast(_ClientProtocol, None)
-        # One timer per connection, from the connect timeout to the end,
-        # re-armed lazily: a wait sets the deadline it needs, and a timer
-        # that fires before it re-arms itself. A timer per wait cost more.
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None  # of the waiting `receive`
-        self._connecting: asyncio.Task[Any] | None = None
-        self._expired = False
-        self.tls_version: str | None = None
-
-    def _attach(self, transport: asyncio.Transport, protocol: _ClientProtocol) -> None:
-        self._transport = transport
-        self._protocol = protocol
-        # Read now: an SSL transport forgets it once closed.
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            self.tls_version = str(ssl_object.version())
-
-    def _fire(self) -> None:
-        self._timer = None
+    def on_timer(self) -> None:
+        """(The timer wheel's call.)"""
+        self._timer_key = None
         task = self._connecting
         if task is not None:  # the connect timeout
             self._expired = True
             task.cancel()
             self._connecting = None
-        elif self._protocol.listener is not None:  # (attached: a failed connect stops it)
-            self._protocol.listener.on_timer()
+        elif self.listener is not None:
+            self.listener.on_timer()
         else:
             self._on_timer()
 
@@ -148,25 +154,20 @@ class AsyncioChannel:
             self._transport.write(data)
 
     async def receive(self, timeout: float | None) -> bytes:
-        protocol = self._protocol
-        if not protocol._chunks and not protocol._closed:
+        if not self._chunks and not self._closed:
             waiter = self._loop.create_future()
-            protocol._waiter = waiter
+            self._waiter = waiter
             if timeout is None:
                 self._deadline = None
             else:
-                deadline = self._deadline = self._loop.time() + max(timeout, 0.0)
-                timer = self._timer
-                if timer is None or timer.when() > deadline:
-                    if timer is not None:
-                        timer.cancel()
-                    self._timer = self._loop.call_at(deadline, self._fire)
+                self._deadline = self._loop.time() + max(timeout, 0.0)
+                self.call_at(self._deadline)
             try:
                 await waiter
             finally:
-                protocol._waiter = None
+                self._waiter = None
                 self._deadline = None
-        chunks = protocol._chunks
+        chunks = self._chunks
         if chunks:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
@@ -175,31 +176,30 @@ class AsyncioChannel:
 
     def _on_timer(self) -> None:
         deadline = self._deadline
-        waiter = self._protocol._waiter
+        waiter = self._waiter
         if deadline is None or waiter is None or waiter.done():
             return  # nobody is waiting now; the next receive arms it again
         if self._loop.time() >= deadline:
             waiter.set_exception(ReceiveTimeout())
         else:
-            self._timer = self._loop.call_at(deadline, self._fire)
+            self.call_at(deadline)
 
     def listen(self, listener: Listener) -> None:
         """From now on hand every read to `listener.on_data` (b"" once the
         peer has closed) instead of buffering it for `receive`, what was
         buffered first; and the timer of `call_at` to `listener.on_timer`."""
-        protocol = self._protocol
-        protocol.listener = listener
-        if protocol._chunks:
-            data = b"".join(protocol._chunks)
-            protocol._chunks.clear()
+        self.listener = listener
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
             listener.on_data(data)
-        if protocol._closed:
+        if self._closed:
             listener.on_data(b"")
 
     def stop_listening(self) -> None:
         """The listener is done with this connection: drop it (and the
         reference cycle through it, which the GC would otherwise have to find)."""
-        self._protocol.listener = None
+        self.listener = None
 
     def write(self, data: bytes) -> None:
         if data and not self._transport.is_closing():
@@ -213,16 +213,17 @@ class AsyncioChannel:
         """The connection's one timer, for the listener: its `on_timer` runs
         at `when` or earlier (a timer already due sooner is kept: `on_timer`
         must check the time and ask again)."""
-        timer = self._timer
-        if timer is not None and not timer.cancelled() and timer.when() <= when:
-            return
-        self._stop_timer()
-        self._timer = self._loop.call_at(when, self._fire)
+        wheel, key = self._wheel, self._timer_key
+        if key is not None:
+            if key <= wheel.key(when):
+                return
+            wheel.cancel(self, key)
+        self._timer_key = wheel.schedule(self, when)
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._timer_key is not None:
+            self._wheel.cancel(self, self._timer_key)
+            self._timer_key = None
 
     def quickack(self) -> None:
         sock = self._transport.get_extra_info("socket") if _QUICKACK is not None else None
@@ -239,7 +240,7 @@ class AsyncioChannel:
     @property
     def error(self) -> BaseException | None:
         """What broke the connection, if it did not simply close."""
-        return self._protocol._error
+        return self._error
 
     async def abort(self) -> None:
         self._stop_timer()
@@ -260,26 +261,29 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
         kwargs["ssl"] = options.ssl
         kwargs["server_hostname"] = options.server_hostname
         if options.timeout is not None:
-            kwargs["ssl_handshake_timeout"] = max(options.timeout, 0.001)
+            # A backstop only: our own connect timeout (on the timer wheel,
+            # up to a tick late) bounds connect and handshake together and
+            # must be the one that fires, to be reported as a timeout.
+            kwargs["ssl_handshake_timeout"] = max(options.timeout, 0.001) + 1.0
     if options.local_address is not None:
         kwargs["local_addr"] = options.local_address
-    connect = loop.create_connection(_ClientProtocol, options.host, options.port, **kwargs)
     channel = AsyncioChannel(loop)
+    connect = loop.create_connection(lambda: channel, options.host, options.port, **kwargs)
     try:
         if options.timeout is None:
-            transport, protocol = await connect
+            await connect  # (the transport: our connection_made has it)
         elif sys.version_info < (3, 11):  # pragma: no cover - no Task.uncancel()
-            transport, protocol = await asyncio.wait_for(connect, options.timeout)
+            await asyncio.wait_for(connect, options.timeout)
         else:
             # asyncio.timeout(), on the timer the connection then keeps
-            # (see `_fire`): one timer handle per connection, not two.
+            # (see `on_timer`): one timer per connection, not two.
             task = asyncio.current_task()
             assert task is not None
             cancelling = task.cancelling()
             channel._connecting = task
-            channel._timer = loop.call_at(loop.time() + max(options.timeout, 0.0), channel._fire)
+            channel.call_at(loop.time() + max(options.timeout, 0.0))
             try:
-                transport, protocol = await connect
+                await connect
             except BaseException as exc:
                 channel._stop_timer()
                 if (
@@ -297,5 +301,4 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
         # asyncio's "connection lost during handshake": the TCP connect had
         # succeeded, so this is the TLS peer hanging up on our handshake.
         raise handshake_eof() from None
-    channel._attach(transport, protocol)
     return channel
