@@ -217,15 +217,28 @@ def _objects_of_ours() -> Counter[str]:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_an_open_scp_connection_keeps_three_objects_of_ours_and_no_timer() -> None:
-    """Each connection serve() holds open on asyncio is its protocol, its
-    acceptor and the upper layer (the state machine itself): no framer
-    until a read splits a PDU, and no loop timer of its own (its ARTIM and
-    idle limits are on the server's timer wheel). Every object a thousand
-    open connections keep is walked again by each full collection."""
+    """Each connection serve() holds open on asyncio, associated and after a
+    C-ECHO, is its protocol, its acceptor and the upper layer (the state
+    machine itself): no framer until a read splits a PDU, no message
+    assembler until a message comes in fragments, and no loop timer of its
+    own (its ARTIM and idle limits are on the server's timer wheel). Every
+    object a thousand open connections keep is walked again by each full
+    collection."""
     from asyncecho.client import Association, EchoOptions
+    from asyncecho.dimse import encode_echo_rq, fragment
+    from asyncecho.pdu import PDataTF
 
     rq = Association(LOCALHOST, 0, EchoOptions()).rq.encode()
+    (pdv,) = fragment(1, encode_echo_rq(1), True, 0)  # context 1: Verification
+    echo_rq = PDataTF((pdv,)).encode()
     count = 50
+
+    async def exchange(reader: asyncio.StreamReader, writer: Any, pdu: bytes) -> int:
+        writer.write(pdu)
+        header = await reader.readexactly(6)
+        await reader.readexactly(int.from_bytes(header[2:], "big"))
+        return header[0]
+
     async with serve(LOCALHOST, 0) as server:
         loop = asyncio.get_running_loop()
         timers_before, before = _live_timers(loop), _objects_of_ours()
@@ -234,10 +247,8 @@ async def test_an_open_scp_connection_keeps_three_objects_of_ours_and_no_timer()
             for _ in range(count):
                 reader, writer = await asyncio.open_connection(LOCALHOST, server.port)
                 streams.append(writer)
-                writer.write(rq)
-                header = await reader.readexactly(6)
-                assert header[0] == 0x02  # A-ASSOCIATE-AC: the association is established
-                await reader.readexactly(int.from_bytes(header[2:], "big"))
+                assert await exchange(reader, writer, rq) == 0x02  # A-ASSOCIATE-AC
+                assert await exchange(reader, writer, echo_rq) == 0x04  # the C-ECHO-RSP
             ours = _objects_of_ours() - before
             timers = _live_timers(loop) - timers_before
         finally:

@@ -262,12 +262,29 @@ class Message:
     data_set: bytes | None = field(default=None, repr=False)
 
 
+MAX_MESSAGE = 1 << 24  # bytes of a command or data set, by default
+
+
+def whole_command(pdv: PDV, max_message: int = MAX_MESSAGE) -> Message | None:
+    """The message, if `pdv` is a whole command set without a data set (the
+    usual case, every C-ECHO): what `MessageAssembler.add` returns for it
+    when idle, without an assembler. Else None: give it to an assembler."""
+    if (
+        pdv.is_command
+        and pdv.is_last
+        and len(pdv.data) <= max_message
+        and data_set_type_of(pdv.data) == NO_DATA_SET
+    ):
+        return Message(pdv.context_id, pdv.data)
+    return None
+
+
 class MessageAssembler:
     """Joins PDV fragments into DIMSE messages (PS3.8 E.2, PS3.7 8.2)."""
 
     __slots__ = ("_command", "_context_id", "_data", "_expect_data", "max_message")
 
-    def __init__(self, max_message: int = 1 << 24) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self.max_message = max_message
         self._context_id: int | None = None
         self._command = bytearray()
@@ -279,15 +296,10 @@ class MessageAssembler:
         return self._context_id is None
 
     def add(self, pdv: PDV) -> Message | None:
-        if (
-            self._context_id is None
-            and pdv.is_command
-            and pdv.is_last
-            and len(pdv.data) <= self.max_message
-            and data_set_type_of(pdv.data) == NO_DATA_SET
-        ):
-            return Message(pdv.context_id, pdv.data)  # a whole command in one PDV: the usual case
         if self._context_id is None:
+            whole = whole_command(pdv, self.max_message)
+            if whole is not None:
+                return whole  # a whole command in one PDV: the usual case
             if not pdv.is_command:
                 raise PDUError("data set fragment without a command set before it", 0)
             self._context_id = pdv.context_id

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
-from .dimse import Message, MessageAssembler, fragment
+from .dimse import Message, MessageAssembler, fragment, whole_command
 from .events import (
     Aborted,
     AssociationAccepted,
@@ -470,9 +470,15 @@ class UpperLayer(StateMachine):
     def _assemble(self, pdu: PDataTF) -> list[Event]:
         events: list[Event] = []
         assembler = self._assembler
-        if assembler is None:
-            assembler = self._assembler = MessageAssembler()
         for pdv in pdu.pdvs:
+            if assembler is None:
+                # No assembler until a message comes in fragments: none is
+                # kept for the association's life for a whole command.
+                whole = whole_command(pdv)
+                if whole is not None:
+                    events.append(MessageReceived(whole))
+                    continue
+                assembler = self._assembler = MessageAssembler()
             try:
                 message = assembler.add(pdv)
             except PDUError as error:
