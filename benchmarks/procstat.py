@@ -1,9 +1,12 @@
-"""What the kernel says about a process: CPU time, RSS, CPU pinning, fd limit."""
+"""What the kernel says about a process: CPU time, RSS, CPU pinning, fd
+limit; and the time it spends in the garbage collector."""
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
+import time
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -99,3 +102,27 @@ def pin_tree(pid: int, cpus: set[int] | None) -> bool:
     for tid in tasks:
         done = pin(tid, cpus) or done
     return done
+
+
+class GcClock:
+    """CPU time this process spends in the garbage collector, and how many
+    collections: `with GcClock() as gc_clock: ...`, then `.seconds`, `.count`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.count = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.count += 1
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)

@@ -5,6 +5,7 @@
     python -m benchmarks.profiling import                            # `python -m asyncecho echoscu` start-up
     python -m benchmarks.profiling core [-n 20000] [--profile]       # the sans-I/O core alone (core_cost.py)
     python -m benchmarks.profiling ablation [-n 1000]                # raw vs raw+core vs echo() (ablation.py)
+    python -m benchmarks.profiling server-ablation [-n 10000]        # minimal vs minimal+core vs serve()
 
 The side being profiled runs in this process on the asyncio loop; the other
 side in its own process (pinned apart where possible), as in the benchmarks.
@@ -179,7 +180,7 @@ def profile_import(top: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling")
-    parser.add_argument("side", choices=["client", "server", "import", "core", "ablation"])
+    parser.add_argument("side", choices=["client", "server", "import", "core", "ablation", "server-ablation"])
     parser.add_argument("-n", type=int, default=None, help="associations (2000; core: 20000)")
     parser.add_argument("--concurrent", action="store_true")
     parser.add_argument("--profile", action="store_true", help="core: with cProfile tables")
@@ -195,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         from .ablation import report as ablation_report
 
         print(ablation_report(args.n or 1000), end="")
+        return 0
+    if args.side == "server-ablation":
+        from .server_ablation import report as server_ablation_report
+
+        print(server_ablation_report(args.n or 10_000), end="")
         return 0
     args.n = args.n or 2000
     if args.side == "client":

@@ -103,3 +103,26 @@ def test_ablation_runs_its_three_clients() -> None:
 
     lines = ablation.report(20, rounds=1, pin=False).splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["raw", "raw+core", "echo()"]
+
+
+def test_server_ablation_runs_its_three_servers() -> None:
+    """`python -m benchmarks.profiling server-ablation`, small: the raw
+    client completes its associations against each SCP (the harness raises
+    otherwise), and the collector's share is reported."""
+    from benchmarks import server_ablation
+
+    lines = server_ablation.report(20, rounds=1, pin=False).splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["minimal", "minimal+core", "serve()"]
+    assert all("gc" in line for line in lines[2:])
+
+
+def test_gc_clock_counts_collections() -> None:
+    import gc
+
+    from benchmarks.procstat import GcClock
+
+    with GcClock() as clock:
+        gc.collect()
+        gc.collect()
+    assert clock.count == 2 and clock.seconds >= 0.0
+    assert clock._callback not in gc.callbacks
