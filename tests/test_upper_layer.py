@@ -739,3 +739,21 @@ def test_answered_contexts_are_worked_out_once_per_pair_and_read_only() -> None:
     for _ in range(2):
         with pytest.raises(PDUError):
             answered_contexts(RQ, bad)
+
+
+def test_our_contexts_are_shared_by_every_association_answered_alike() -> None:
+    """An SCP answering the same RQ object with the same AC object (its
+    policy caches both) gives every association one read-only mapping."""
+    from asyncecho.negotiation import accepted_contexts, our_contexts
+
+    first = our_contexts(RQ, AC)
+    assert our_contexts(RQ, AC) is first
+    assert dict(first) == accepted_contexts(RQ, AC)
+    with pytest.raises(TypeError):
+        first[99] = ("x", "y")  # type: ignore[index]
+    acceptors = [UpperLayer(requestor=False) for _ in range(2)]
+    for acceptor in acceptors:
+        acceptor.connection_made(0.0)
+        acceptor.receive_data(RQ.encode(), 0.0)
+        acceptor.accept(AC, 0.0)
+    assert acceptors[0].contexts is acceptors[1].contexts

@@ -150,29 +150,45 @@ def check_ac(rq: AssociateRQ, ac: AssociateAC) -> None:
             )
 
 
-# (RQ, AC) pairs already found valid, by identity: a health check or a sweep
+# (RQ, AC) pairs already worked out, by identity: a health check or a sweep
 # sends the same (cached) RQ and a peer answers with the same AC bytes, which
-# decode to the same (cached) object, so the check and the accepted contexts
-# are worked out once per pair. The objects are kept in the entry, so their
-# ids cannot be reused while it exists; invalid pairs are not kept.
-_VALID_ANSWERS: dict[
+# decode to the same (cached) object; an SCP answers the same (cached) RQ
+# with the same AC. So the check and the accepted contexts are worked out
+# once per pair, and every association of it shares one read-only mapping.
+# The objects are kept in the entry, so their ids cannot be reused while it
+# exists; invalid pairs are not kept.
+_ContextsMemo = dict[
     tuple[int, int], tuple[AssociateRQ, AssociateAC, Mapping[int, tuple[str, str]]]
-] = {}
-_VALID_ANSWERS_MAX = 256
+]
+_VALID_ANSWERS: _ContextsMemo = {}  # checked (the requestor's view)
+_OUR_ANSWERS: _ContextsMemo = {}  # as given (the acceptor's own AC)
+_MEMO_MAX = 256
+
+
+def _remembered(
+    memo: _ContextsMemo, rq: AssociateRQ, ac: AssociateAC, check: bool
+) -> Mapping[int, tuple[str, str]]:
+    key = (id(rq), id(ac))
+    known = memo.get(key)
+    if known is not None and known[0] is rq and known[1] is ac:
+        return known[2]
+    if check:
+        check_ac(rq, ac)
+    contexts = MappingProxyType(accepted_contexts(rq, ac))
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = (rq, ac, contexts)
+    return contexts
 
 
 def answered_contexts(rq: AssociateRQ, ac: AssociateAC) -> Mapping[int, tuple[str, str]]:
     """`check_ac` (raises PDUError), then `accepted_contexts`, read-only."""
-    key = (id(rq), id(ac))
-    known = _VALID_ANSWERS.get(key)
-    if known is not None and known[0] is rq and known[1] is ac:
-        return known[2]
-    check_ac(rq, ac)
-    contexts = MappingProxyType(accepted_contexts(rq, ac))
-    if len(_VALID_ANSWERS) >= _VALID_ANSWERS_MAX:
-        _VALID_ANSWERS.clear()
-    _VALID_ANSWERS[key] = (rq, ac, contexts)
-    return contexts
+    return _remembered(_VALID_ANSWERS, rq, ac, True)
+
+
+def our_contexts(rq: AssociateRQ, ac: AssociateAC) -> Mapping[int, tuple[str, str]]:
+    """`accepted_contexts` of the AC we answer `rq` with, read-only."""
+    return _remembered(_OUR_ANSWERS, rq, ac, False)
 
 
 def accepted_contexts(rq: AssociateRQ, ac: AssociateAC) -> dict[int, tuple[str, str]]:

@@ -31,7 +31,7 @@ from .events import (
     ReleaseRequested,
 )
 from .framer import DEFAULT_MAX_ASSOCIATE_LENGTH, UNLIMITED_PDATA_CAP, PDUFramer, single_pdu
-from .negotiation import accepted_contexts, answered_contexts
+from .negotiation import answered_contexts, our_contexts
 from .pdu import (
     ABORT_SOURCE_PROVIDER,
     ABORT_SOURCE_USER,
@@ -106,7 +106,9 @@ class UpperLayer(StateMachine):
         "_max_pdata_length",
         "_now",
         "_outbox",
-        "_pending_message",
+        "_pending_command",
+        "_pending_context_id",
+        "_pending_data_set",
         "_stream_broken",
         "ac",
         "artim_deadline",
@@ -147,7 +149,11 @@ class UpperLayer(StateMachine):
         self.peer_max_pdu = 0
         # Set for the diagnostics of whoever drives us: the last PDU sent/received.
         self.sent_pdus: list[PDU] | None = None
-        self._pending_message: tuple[int, bytes, bytes | None] = (0, b"", None)
+        # The message of the P-DATA request (Evt9) being carried out (three
+        # slots, not a tuple made for every message).
+        self._pending_context_id = 0
+        self._pending_command = b""
+        self._pending_data_set: bytes | None = None
         self._now = 0.0
         self._stream_broken = False
 
@@ -196,7 +202,9 @@ class UpperLayer(StateMachine):
         if context_id not in self.contexts:
             raise LocalProtocolError(f"presentation context {context_id} was not accepted")
         self._check_allowed(Evt.EVT9)
-        self._pending_message = (context_id, command, data_set)
+        self._pending_context_id = context_id
+        self._pending_command = command
+        self._pending_data_set = data_set
         self._fire(Evt.EVT9, None)
 
     def release(self) -> None:
@@ -386,7 +394,7 @@ class UpperLayer(StateMachine):
 
     def _act_ae_7(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
         assert self.ac is not None and self.rq is not None
-        self.contexts = accepted_contexts(self.rq, self.ac)
+        self.contexts = our_contexts(self.rq, self.ac)
         self.peer_max_pdu = self.rq.max_length or 0
         self._send(self.ac)
         return []
@@ -398,7 +406,8 @@ class UpperLayer(StateMachine):
 
     def _act_send_message(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
         # DT-1, AR-7
-        context_id, command, data_set = self._pending_message
+        context_id, command = self._pending_context_id, self._pending_command
+        data_set = self._pending_data_set
         if data_set is None and self.sent_pdus is None:
             # A command alone (every C-ECHO): the same bytes for the same
             # command, context and peer maximum, so encoded once.
