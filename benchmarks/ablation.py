@@ -11,7 +11,8 @@ for five rounds against one minimal SCP (pinned apart where possible):
 - echo(): the real thing, adding the asyncio glue (the channel and its
   timer, the connect timeout, the coroutine).
 
-Prints the median CPU per association of each.
+Prints the median CPU per association of each, and of it the time spent
+in the garbage collector (with the number of collections per round).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ async def core_echo(host: str, port: int) -> EchoResult:
     return assoc.result(status, 1, assoc.echo_time, total=None)
 
 
-async def _measure(n: int, rounds: int, port: int) -> dict[str, list[float]]:
+async def _measure(n: int, rounds: int, port: int) -> dict[str, list[tuple[float, float, int]]]:
     clients: dict[str, Callable[[str, int], Awaitable[Any]]] = {
         "raw": raw_echo,
         "raw+core": core_echo,
@@ -115,13 +116,15 @@ async def _measure(n: int, rounds: int, port: int) -> dict[str, list[float]]:
     }
     for one in clients.values():  # warm-up: lazy imports, caches
         await asyncio.gather(*(one(HOST, port) for _ in range(min(n, 200))))
-    figures: dict[str, list[float]] = {name: [] for name in clients}
+    figures: dict[str, list[tuple[float, float, int]]] = {name: [] for name in clients}
     for _ in range(rounds):
         for name, one in clients.items():
             gc.collect()
-            cpu = time.process_time()
-            results = await asyncio.gather(*(one(HOST, port) for _ in range(n)))
-            figures[name].append((time.process_time() - cpu) / n * 1e6)
+            with procstat.GcClock() as gc_clock:
+                cpu = time.process_time()
+                results = await asyncio.gather(*(one(HOST, port) for _ in range(n)))
+                cpu = time.process_time() - cpu
+            figures[name].append((cpu / n * 1e6, gc_clock.seconds / n * 1e6, gc_clock.count))
             if not all(results):
                 raise RuntimeError(f"{name}: an association failed")
     return figures
@@ -137,8 +140,16 @@ def report(n: int, rounds: int = 5, *, pin: bool = True) -> str:
         figures = asyncio.run(_measure(n, rounds, server.port))
     finally:
         server.stop()
-    lines = [f"CPU per association, N={n} concurrent, median of {rounds} interleaved rounds:"]
+    lines = [
+        f"CPU per association, N={n} concurrent, median of {rounds} interleaved rounds",
+        "(of it in the garbage collector; collections per round):",
+    ]
     for name, values in figures.items():
-        runs = ", ".join(f"{v:.0f}" for v in values)
-        lines.append(f"  {name:9} {statistics.median(values):5.0f} µs   ({runs})")
+        cpu = statistics.median(v[0] for v in values)
+        in_gc = statistics.median(v[1] for v in values)
+        collections = statistics.median(v[2] for v in values)
+        runs = ", ".join(f"{v[0]:.0f}" for v in values)
+        lines.append(
+            f"  {name:9} {cpu:5.0f} µs   gc {in_gc:4.1f} µs, {collections:.0f} collections   ({runs})"
+        )
     return "\n".join(lines) + "\n"

@@ -102,7 +102,7 @@ def test_ablation_runs_its_three_clients() -> None:
     from benchmarks import ablation
 
     lines = ablation.report(20, rounds=1, pin=False).splitlines()
-    assert [line.split()[0] for line in lines[1:]] == ["raw", "raw+core", "echo()"]
+    assert [line.split()[0] for line in lines[2:]] == ["raw", "raw+core", "echo()"]
 
 
 def test_server_ablation_runs_its_three_servers() -> None:

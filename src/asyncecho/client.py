@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
@@ -612,15 +612,8 @@ async def _shielded_abort(assoc: Association) -> None:
         await assoc._abort_now()
 
 
-def _echo_once(assoc: Association) -> Awaitable[EchoResult]:
-    """Associate, one C-ECHO, release; errors propagate with `assoc` holding
-    what was learnt before them. (Not a coroutine itself: one frame fewer
-    in every association in flight.)"""
-    return _echo_driven(assoc) if _on_asyncio() else _echo_streams(assoc)
-
-
 async def _echo_streams(assoc: Association) -> EchoResult:
-    """`_echo_once` on other backends (trio): the coroutine path."""
+    """`echo()` on other backends (trio): the coroutine path."""
     async with _associated(assoc):
         channel = assoc.channel
         assert channel is not None
@@ -628,29 +621,6 @@ async def _echo_streams(assoc: Association) -> EchoResult:
         assoc.status = await assoc.echo()
         assoc.echo_time = channel.now() - start
     return assoc.result(assoc.status, 1, assoc.echo_time, total=channel.now() - assoc._started)
-
-
-async def _echo_driven(assoc: Association) -> EchoResult:
-    """`_echo_once` on asyncio: after the connect, the association runs in
-    the transport's callbacks (see `echo_driver`) and the task wakes once."""
-    # Association._connect, inline: one coroutine fewer per association in flight.
-    connect, kind = assoc._connect_request()
-    try:
-        channel = await open_asyncio_channel(connect)
-    except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
-        raise assoc._connect_failed(exc, kind) from None
-    del connect  # not kept alive (for the collector to scan) while the association runs
-    assoc.channel = channel
-    assoc.connect_time = channel.now() - assoc._started
-    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    driver = EchoDriver(assoc, channel, done)
-    try:
-        driver.start()
-        status = await done
-    except BaseException:
-        driver.abort()
-        raise
-    return assoc.result(status, 1, assoc.echo_time, total=channel.now() - assoc._started)
 
 
 async def echo(
@@ -661,7 +631,35 @@ async def echo(
     Raises an `EchoError` subclass for anything the peer or the network did;
     a non-success status is returned in the result, not raised.
     """
-    return await _echo_once(Association(host, port, _options(options, overrides)))
+    assoc = Association(host, port, _options(options, overrides))
+    try:
+        if not _on_asyncio():
+            return await _echo_streams(assoc)
+        # On asyncio, after the connect, the association runs in the
+        # transport's callbacks (see `echo_driver`) and this task wakes once.
+        # Written out here rather than in a helper coroutine, and with
+        # Association._connect inline: every coroutine level is one more
+        # object per association in flight for the collector to walk.
+        connect, kind = assoc._connect_request()
+        try:
+            channel = await open_asyncio_channel(connect)
+        except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
+            raise assoc._connect_failed(exc, kind) from None
+        del connect  # not kept alive while the association runs
+        assoc.channel = channel
+        assoc.connect_time = channel.now() - assoc._started
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        driver = EchoDriver(assoc, channel, done)
+        try:
+            driver.start()
+            status = await done
+        except BaseException:
+            driver.abort()
+            raise
+        return assoc.result(status, 1, assoc.echo_time, total=channel.now() - assoc._started)
+    except EchoError as error:
+        error._association = assoc  # what was learnt before it, for verify()
+        raise
 
 
 async def verify(
@@ -671,10 +669,12 @@ async def verify(
     the result is truthy only on success and carries `.error` (and the
     timings of the phases it got through) otherwise. Cancellation and
     invalid arguments still raise."""
-    assoc = Association(host, port, _options(options, overrides))
     try:
-        return await _echo_once(assoc)
+        return await echo(host, port, options=options, **overrides)
     except EchoError as error:
+        assoc = error._association
+        if assoc is None:  # pragma: no cover - echo() sets it on every EchoError
+            return EchoResult(host, port, error=error)
         end = assoc.channel.now() if assoc.channel is not None else _clock()
         total = end - assoc._started if assoc._started else None
         message_id = 1 if assoc.status is not None else None

@@ -25,8 +25,12 @@ A C-ECHO-RSP with a non-success status is not an exception: it is the
 from __future__ import annotations
 
 import errno as _errno
+from typing import TYPE_CHECKING
 
 from .pdu import AssociateRJ
+
+if TYPE_CHECKING:
+    from .client import Association
 
 
 class EchoError(Exception):
@@ -34,6 +38,9 @@ class EchoError(Exception):
 
     #: short machine-readable class, e.g. "refused", "timeout-acse"
     outcome = "error"
+    #: (internal) the association `echo()` raised it for, with the timings
+    #: of the phases it got through: `verify()` reports them
+    _association: Association | None = None
 
 
 class ConnectionFailed(EchoError, OSError):
