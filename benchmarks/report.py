@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from importlib import metadata
@@ -37,12 +38,24 @@ def pynetdicom_label(scenario: str) -> str | None:
     return None
 
 
+def paired_ratio(rates: list[Any], bases: list[Any]) -> tuple[float, list[float]] | None:
+    """The median of round-by-round ratios, and those ratios: round i of a
+    row and of its reference ran back to back (interleaved), so each ratio
+    is taken under the same conditions and drift between rounds cancels.
+    None unless both have the same number (> 1) of successful rounds."""
+    if len(rates) != len(bases) or len(rates) < 2:
+        return None
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (*rates, *bases)):
+        return None
+    ratios = [rate / base for rate, base in zip(rates, bases, strict=True)]
+    return statistics.median(ratios), ratios
+
+
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    rates = {
-        (r["scenario"], r["n"], r["label"]): r.get("rate_per_s")
-        for r in rows
-        if r.get("rate_per_s")
-    }
+    """x ref and x pyn. With several interleaved rounds on both sides, x ref
+    is the median of the per-round ratios (see `paired_ratio`); otherwise
+    the ratio of the reported (median-rate) rounds."""
+    by_label = {(r["scenario"], r["n"], r["label"]): r for r in rows if r.get("rate_per_s")}
     for row in rows:
         rate = row.get("rate_per_s")
         if not rate:
@@ -51,11 +64,18 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             ("x_ref", reference_label(row["scenario"], row["label"])),
             ("x_pynetdicom", pynetdicom_label(row["scenario"])),
         ):
-            base = rates.get((row["scenario"], row["n"], other)) if other else None
-            if base:
-                row[key] = rate / base
-                if key == "x_ref":
-                    row["ref"] = other
+            reference = by_label.get((row["scenario"], row["n"], other)) if other else None
+            if reference is None:
+                continue
+            row[key] = rate / reference["rate_per_s"]
+            if key != "x_ref":
+                continue
+            row["ref"] = other
+            paired = paired_ratio(
+                row.get("rate_per_s_all") or [], reference.get("rate_per_s_all") or []
+            )
+            if paired is not None and reference is not row:
+                row["x_ref"], row["x_ref_rounds"] = paired
 
 
 def _asyncecho_rows(rows: list[dict[str, Any]], scenario: str) -> list[dict[str, Any]]:

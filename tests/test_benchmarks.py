@@ -126,3 +126,37 @@ def test_gc_clock_counts_collections() -> None:
         gc.collect()
     assert clock.count == 2 and clock.seconds >= 0.0
     assert clock._callback not in gc.callbacks
+
+
+def test_x_ref_is_the_median_of_round_by_round_ratios() -> None:
+    """Round i of a row and of its reference ran back to back: their ratio
+    is taken under the same conditions, and a round in which the machine
+    slowed both down does not skew the figure."""
+    from benchmarks.report import add_ratios, paired_ratio
+
+    assert paired_ratio([80, 40, 90], [100, 50, 100]) == (0.8, [0.8, 0.8, 0.9])
+    assert paired_ratio([80], [100]) is None  # one round: nothing to pair
+    assert paired_ratio([80, None], [100, 100]) is None  # a failed round
+    assert paired_ratio([80, 90], [100, 100, 100]) is None
+    rows: list[dict[str, object]] = [
+        {
+            "scenario": "P1",
+            "n": 10,
+            "label": "raw/asyncio",
+            "rate_per_s": 100.0,
+            "rate_per_s_all": [100.0, 50.0, 120.0],
+        },
+        {
+            "scenario": "P1",
+            "n": 10,
+            "label": "asyncecho/asyncio",
+            "rate_per_s": 60.0,
+            "rate_per_s_all": [80.0, 40.0, 60.0],
+        },
+        {"scenario": "P1", "n": 10, "label": "asyncecho/uvloop", "rate_per_s": 90.0},
+        {"scenario": "P1", "n": 10, "label": "raw/uvloop", "rate_per_s": 100.0},
+    ]
+    add_ratios(rows)
+    assert rows[0]["x_ref"] == 1.0
+    assert rows[1]["x_ref"] == 0.8 and rows[1]["x_ref_rounds"] == [0.8, 0.8, 0.5]
+    assert rows[2]["x_ref"] == 0.9 and "x_ref_rounds" not in rows[2]  # one round each
