@@ -219,7 +219,7 @@ class Association:
         connect, kind = self._connect_request()
         try:
             if _on_asyncio():
-                channel: Channel = await open_asyncio_channel(connect)
+                channel: Channel = await open_asyncio_channel(*connect)
             else:
                 from .transport_anyio import open_anyio_channel
 
@@ -641,11 +641,13 @@ async def echo(
         # Association._connect inline: every coroutine level is one more
         # object per association in flight for the collector to walk.
         connect, kind = assoc._connect_request()
+        opening = open_asyncio_channel(*connect)
+        del connect  # not kept alive while the connect is in flight: one object fewer
         try:
-            channel = await open_asyncio_channel(connect)
+            channel = await opening
         except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
             raise assoc._connect_failed(exc, kind) from None
-        del connect  # not kept alive while the association runs
+        del opening  # (finished) nor while the association runs
         assoc.channel = channel
         assoc.connect_time = channel.now() - assoc._started
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -7,22 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
+import ssl as _ssl
 import sys
 from typing import Any, Protocol, cast
 
 from . import timer_wheel
-from .channel import ConnectOptions, ReceiveTimeout
+from .channel import ReceiveTimeout
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
-def handshake_eof() -> ssl.SSLEOFError:
+def handshake_eof() -> _ssl.SSLEOFError:
     """The error for a peer that closed the connection during the TLS
     handshake (as a server refusing our certificate, or the lack of one,
     may do without sending an alert)."""
-    return ssl.SSLEOFError(
-        ssl.SSL_ERROR_EOF, "the peer closed the connection during the TLS handshake"
+    return _ssl.SSLEOFError(
+        _ssl.SSL_ERROR_EOF, "the peer closed the connection during the TLS handshake"
     )
 
 
@@ -252,28 +252,37 @@ class AsyncioChannel(asyncio.Protocol):
         return (str(peer[0]), int(peer[1])) if peer else None
 
 
-async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
-    """Connect (and TLS handshake) within `options.timeout`; raises OSError,
-    ssl.SSLError or TimeoutError for the caller to map."""
+async def open_asyncio_channel(
+    host: str,
+    port: int,
+    timeout: float | None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    local_address: tuple[str, int] | None = None,
+) -> AsyncioChannel:
+    """Connect (and TLS handshake) within `timeout`; raises OSError,
+    ssl.SSLError or TimeoutError for the caller to map. The arguments are
+    the fields of a `ConnectOptions` (`open_asyncio_channel(*options)`), so
+    that the caller need not keep the tuple while the connect is in flight."""
     loop = asyncio.get_running_loop()
     kwargs: dict[str, Any] = {}
-    if options.ssl is not None:
-        kwargs["ssl"] = options.ssl
-        kwargs["server_hostname"] = options.server_hostname
-        if options.timeout is not None:
+    if ssl is not None:
+        kwargs["ssl"] = ssl
+        kwargs["server_hostname"] = server_hostname
+        if timeout is not None:
             # A backstop only: our own connect timeout (on the timer wheel,
             # up to a tick late) bounds connect and handshake together and
             # must be the one that fires, to be reported as a timeout.
-            kwargs["ssl_handshake_timeout"] = max(options.timeout, 0.001) + 1.0
-    if options.local_address is not None:
-        kwargs["local_addr"] = options.local_address
+            kwargs["ssl_handshake_timeout"] = max(timeout, 0.001) + 1.0
+    if local_address is not None:
+        kwargs["local_addr"] = local_address
     channel = AsyncioChannel(loop)
-    connect = loop.create_connection(lambda: channel, options.host, options.port, **kwargs)
+    connect = loop.create_connection(lambda: channel, host, port, **kwargs)
     try:
-        if options.timeout is None:
+        if timeout is None:
             await connect  # (the transport: our connection_made has it)
         elif sys.version_info < (3, 11):  # pragma: no cover - no Task.uncancel()
-            await asyncio.wait_for(connect, options.timeout)
+            await asyncio.wait_for(connect, timeout)
         else:
             # asyncio.timeout(), on the timer the connection then keeps
             # (see `on_timer`): one timer per connection, not two.
@@ -281,7 +290,7 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
             assert task is not None
             cancelling = task.cancelling()
             channel._connecting = task
-            channel.call_at(loop.time() + max(options.timeout, 0.0))
+            channel.call_at(loop.time() + max(timeout, 0.0))
             try:
                 await connect
             except BaseException as exc:
@@ -296,7 +305,7 @@ async def open_asyncio_channel(options: ConnectOptions) -> AsyncioChannel:
             finally:
                 channel._connecting = None
     except ConnectionResetError:
-        if options.ssl is None:
+        if ssl is None:
             raise
         # asyncio's "connection lost during handshake": the TCP connect had
         # succeeded, so this is the TLS peer hanging up on our handshake.
