@@ -18,6 +18,7 @@ in the garbage collector (with the number of collections per round).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import statistics
@@ -108,7 +109,41 @@ async def core_echo(host: str, port: int) -> EchoResult:
     return assoc.result(status, 1, assoc.echo_time, total=None)
 
 
-async def _measure(n: int, rounds: int, port: int) -> dict[str, list[tuple[float, float, int]]]:
+#: per competitor, per round: (µs of CPU per association, µs of it in the
+#: garbage collector, collections)
+Figures = dict[str, list[tuple[float, float, int]]]
+
+
+async def cost_per_association(
+    n: int, run: Callable[[], Awaitable[object]]
+) -> tuple[float, float, int]:
+    """Run one batch of `n` associations (`await run()`): its CPU per
+    association in µs, the collector's part of it, and its collections."""
+    gc.collect()
+    with procstat.GcClock() as gc_clock:
+        cpu = time.process_time()
+        await run()
+        cpu = time.process_time() - cpu
+    return cpu / n * 1e6, gc_clock.seconds / n * 1e6, gc_clock.count
+
+
+def format_figures(title: str, figures: Figures) -> str:
+    """The medians over the rounds, each round's CPU in brackets."""
+    lines = [title, "(of it in the garbage collector; collections per round):"]
+    width = max(len(name) for name in figures)
+    for name, values in figures.items():
+        cpu = statistics.median(v[0] for v in values)
+        in_gc = statistics.median(v[1] for v in values)
+        collections = statistics.median(v[2] for v in values)
+        runs = ", ".join(f"{v[0]:.0f}" for v in values)
+        lines.append(
+            f"  {name:{width}} {cpu:5.0f} µs   gc {in_gc:4.1f} µs, "
+            f"{collections:.0f} collections   ({runs})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def _measure(n: int, rounds: int, port: int) -> Figures:
     clients: dict[str, Callable[[str, int], Awaitable[Any]]] = {
         "raw": raw_echo,
         "raw+core": core_echo,
@@ -116,18 +151,18 @@ async def _measure(n: int, rounds: int, port: int) -> dict[str, list[tuple[float
     }
     for one in clients.values():  # warm-up: lazy imports, caches
         await asyncio.gather(*(one(HOST, port) for _ in range(min(n, 200))))
-    figures: dict[str, list[tuple[float, float, int]]] = {name: [] for name in clients}
+    figures: Figures = {name: [] for name in clients}
     for _ in range(rounds):
         for name, one in clients.items():
-            gc.collect()
-            with procstat.GcClock() as gc_clock:
-                cpu = time.process_time()
-                results = await asyncio.gather(*(one(HOST, port) for _ in range(n)))
-                cpu = time.process_time() - cpu
-            figures[name].append((cpu / n * 1e6, gc_clock.seconds / n * 1e6, gc_clock.count))
-            if not all(results):
-                raise RuntimeError(f"{name}: an association failed")
+            batch = functools.partial(_batch, name, one, port, n)
+            figures[name].append(await cost_per_association(n, batch))
     return figures
+
+
+async def _batch(name: str, one: Callable[[str, int], Awaitable[Any]], port: int, n: int) -> None:
+    """N concurrent associations of one client; raises if any failed."""
+    if not all(await asyncio.gather(*(one(HOST, port) for _ in range(n)))):
+        raise RuntimeError(f"{name}: an association failed")
 
 
 def report(n: int, rounds: int = 5, *, pin: bool = True) -> str:
@@ -140,16 +175,5 @@ def report(n: int, rounds: int = 5, *, pin: bool = True) -> str:
         figures = asyncio.run(_measure(n, rounds, server.port))
     finally:
         server.stop()
-    lines = [
-        f"CPU per association, N={n} concurrent, median of {rounds} interleaved rounds",
-        "(of it in the garbage collector; collections per round):",
-    ]
-    for name, values in figures.items():
-        cpu = statistics.median(v[0] for v in values)
-        in_gc = statistics.median(v[1] for v in values)
-        collections = statistics.median(v[2] for v in values)
-        runs = ", ".join(f"{v[0]:.0f}" for v in values)
-        lines.append(
-            f"  {name:9} {cpu:5.0f} µs   gc {in_gc:4.1f} µs, {collections:.0f} collections   ({runs})"
-        )
-    return "\n".join(lines) + "\n"
+    title = f"CPU per association, N={n} concurrent, median of {rounds} interleaved rounds"
+    return format_figures(title, figures)

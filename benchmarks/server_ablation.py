@@ -20,12 +20,10 @@ spent in the garbage collector (with the number of collections per round).
 from __future__ import annotations
 
 import asyncio
-import gc
+import functools
 import os
-import statistics
 import subprocess
 import sys
-import time
 from typing import cast
 
 import asyncecho
@@ -33,6 +31,7 @@ from asyncecho.acceptor import VerificationAcceptor
 from asyncecho.negotiation import AcceptorPolicy
 
 from . import minimal_scp, procstat
+from .ablation import Figures, cost_per_association, format_figures
 from .servers import REPO_ROOT, child_env, read_line
 
 HOST = "127.0.0.1"
@@ -79,9 +78,7 @@ asyncio.run(main())
 """
 
 
-async def _measure(
-    n: int, rounds: int, client: subprocess.Popen[bytes]
-) -> dict[str, list[tuple[float, float, int]]]:
+async def _measure(n: int, rounds: int, client: subprocess.Popen[bytes]) -> Figures:
     loop = asyncio.get_running_loop()
     minimal = await minimal_scp.start(HOST, 0)
     core = await loop.create_server(CoreScpProtocol, HOST, 0, backlog=4096)
@@ -102,18 +99,15 @@ async def _measure(
             if line.strip() != b"done":
                 raise RuntimeError(f"the raw client against port {port}: {line!r}")
 
-        figures: dict[str, list[tuple[float, float, int]]] = {name: [] for name in ports}
+        figures: Figures = {name: [] for name in ports}
         try:
             for port in ports.values():  # warm-up: lazy imports, caches
                 await batch(port, min(n, 200))
             for _ in range(rounds):
                 for name, port in ports.items():
-                    gc.collect()
-                    with procstat.GcClock() as gc_clock:
-                        cpu = time.process_time()
-                        await batch(port, n)
-                        cpu = time.process_time() - cpu
-                    figures[name].append((cpu / n * 1e6, gc_clock.seconds / n * 1e6, gc_clock.count))
+                    figures[name].append(
+                        await cost_per_association(n, functools.partial(batch, port, n))
+                    )
         finally:
             minimal.close()
             core.close()
@@ -137,16 +131,5 @@ def report(n: int, rounds: int = 5, *, pin: bool = True) -> str:
     finally:
         client.kill()
         client.wait(10)
-    lines = [
-        f"server CPU per association, N={n} concurrent, median of {rounds} interleaved rounds",
-        "(of it in the garbage collector; collections per round):",
-    ]
-    for name, values in figures.items():
-        cpu = statistics.median(v[0] for v in values)
-        in_gc = statistics.median(v[1] for v in values)
-        collections = statistics.median(v[2] for v in values)
-        runs = ", ".join(f"{v[0]:.0f}" for v in values)
-        lines.append(
-            f"  {name:13} {cpu:5.0f} µs   gc {in_gc:4.1f} µs, {collections:.0f} collections   ({runs})"
-        )
-    return "\n".join(lines) + "\n"
+    title = f"server CPU per association, N={n} concurrent, median of {rounds} interleaved rounds"
+    return format_figures(title, figures)
