@@ -124,3 +124,25 @@ async def test_an_item_cancelled_by_another_in_the_same_tick_still_is_not_lost()
 async def test_the_tick_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         TimerWheel(asyncio.get_running_loop(), 0)
+
+
+async def test_a_failing_callback_does_not_cost_the_others_their_timers() -> None:
+    loop = asyncio.get_running_loop()
+    wheel = TimerWheel(loop, TICK)
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        log: list[str] = []
+
+        class Broken:
+            def on_timer(self) -> None:
+                raise RuntimeError("a bug")
+
+        when = loop.time() + 0.01
+        wheel.schedule(Broken(), when)
+        wheel.schedule(Recorder(loop, "after", log), when)
+        await asyncio.sleep(0.1)
+    finally:
+        loop.set_exception_handler(None)
+    assert log == ["after"]
+    assert [type(context["exception"]) for context in reported] == [RuntimeError]

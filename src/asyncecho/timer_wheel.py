@@ -11,9 +11,11 @@ due in it any more, so an idle wheel holds no timer at all.
 
 The callbacks run in an empty `contextvars` context of the wheel's own:
 not in a copy per connection, and never in the context of whichever
-connection happened to open a tick. (asyncecho binds no context variables;
-an application's own, for its log lines, are on what `echo()` raises or
-returns, in its own task.)
+connection happened to open a tick. (asyncecho binds no context variables
+of its own; an application that binds some for its log lines still has them
+where `echo()`'s result or error reaches it, in its own task.) An exception
+from one callback goes to the loop's exception handler, as it would from a
+loop timer of its own, and the others of the tick still run.
 """
 
 from __future__ import annotations
@@ -93,7 +95,14 @@ class TimerWheel:
         if slot is None:
             return
         for item in slot[1]:
-            item.on_timer()
+            try:
+                item.on_timer()
+            except Exception as exc:  # one item's bug must not cost the others their timers
+                loop = self._loop()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": "timer wheel callback failed", "exception": exc}
+                    )
 
 
 _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel] = (

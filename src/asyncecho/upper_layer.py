@@ -137,7 +137,8 @@ class UpperLayer(StateMachine):
         # Made at the first read that is not exactly whole PDUs: until
         # then (often for the whole association) each read is one PDU.
         self._framer: PDUFramer | None = None
-        # Made at the first P-DATA: no association in flight holds one before.
+        # Made when a message first comes in fragments: a whole command in
+        # one PDV (every C-ECHO) needs none.
         self._assembler: MessageAssembler | None = None
         self._outbox = bytearray()
         self.should_close = False
