@@ -93,33 +93,11 @@ def _build_rq(
     max_pdu: int,
     extra_user_items: tuple[UserItem, ...],
 ) -> AssociateRQ:
-    return _new_rq(
-        calling_ae=calling_ae,
-        called_ae=called_ae,
-        transfer_syntaxes=transfer_syntaxes,
-        abstract_syntax=abstract_syntax,
-        max_pdu=max_pdu,
-        extra_user_items=extra_user_items,
-    )
-
-
-def _new_rq(
-    *,
-    calling_ae: str,
-    called_ae: str,
-    transfer_syntaxes: Sequence[str] = uids.DEFAULT_TRANSFER_SYNTAXES,
-    abstract_syntax: str = uids.VERIFICATION,
-    max_pdu: int = 16382,
-    extra_user_items: Sequence[UserItem] = (),
-) -> AssociateRQ:
-    """One presentation context (ID 1) proposing `transfer_syntaxes`."""
     return AssociateRQ(
         called_ae=validate_ae_title(called_ae),
         calling_ae=validate_ae_title(calling_ae),
-        presentation_contexts=(
-            PresentationContextRQ(1, abstract_syntax, tuple(transfer_syntaxes)),
-        ),
-        user_items=implementation_items(max_pdu) + tuple(extra_user_items),
+        presentation_contexts=(PresentationContextRQ(1, abstract_syntax, transfer_syntaxes),),
+        user_items=implementation_items(max_pdu) + extra_user_items,
     )
 
 
