@@ -105,15 +105,14 @@ def verdicts(rows: list[dict[str, Any]], deadline: float) -> list[dict[str, Any]
         else:
             add(row["scenario"], target, measured, met)
 
+    def add_ratio(row: dict[str, Any], target: str) -> None:
+        """x ref >= 0.8 (P1, P2, P6)."""
+        ratio = row.get("x_ref")
+        add_for(row, target, _num(ratio, "x"), None if ratio is None else ratio >= 0.8)
+
     p1 = _asyncecho_rows(rows, "P1")
     for row in p1:
-        ratio = row.get("x_ref")
-        add_for(
-            row,
-            f"N={row['n']} {row['label']} >= 0.8x raw",
-            _num(ratio, "x"),
-            None if ratio is None else ratio >= 0.8,
-        )
+        add_ratio(row, f"N={row['n']} {row['label']} >= 0.8x raw")
     if p1:
         top = max(r["n"] for r in p1)
         for row in (r for r in p1 if r["n"] == top):
@@ -132,13 +131,7 @@ def verdicts(rows: list[dict[str, Any]], deadline: float) -> list[dict[str, Any]
                 None if failures is None else failures == 0,
             )
     for row in _asyncecho_rows(rows, "P2"):
-        ratio = row.get("x_ref")
-        add_for(
-            row,
-            f"{row['label']} >= 0.8x raw",
-            _num(ratio, "x"),
-            None if ratio is None else ratio >= 0.8,
-        )
+        add_ratio(row, f"{row['label']} >= 0.8x raw")
     for row in _asyncecho_rows(rows, "P3"):
         p50 = row.get("p50_ms")
         add_for(
@@ -165,13 +158,7 @@ def verdicts(rows: list[dict[str, Any]], deadline: float) -> list[dict[str, Any]
             None if wall is None else wall <= deadline + 10 and records == n and wrong == 0,
         )
     for row in _asyncecho_rows(rows, "P6"):
-        ratio = row.get("x_ref")
-        add_for(
-            row,
-            f"{row['label']} >= 0.8x the minimal SCP",
-            _num(ratio, "x"),
-            None if ratio is None else ratio >= 0.8,
-        )
+        add_ratio(row, f"{row['label']} >= 0.8x the minimal SCP")
     return out
 
 
