@@ -379,6 +379,18 @@ def open_fds(pid: int | str = "self") -> set[str]:
     return alive
 
 
+def describe_fds(fds: set[str]) -> list[str]:
+    """`fd -> target` for each of this process's descriptors in `fds` that
+    is still open (for an assertion's message: [] once none is left)."""
+    out = []
+    for fd in sorted(fds, key=int):
+        try:
+            out.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            pass  # closed meanwhile
+    return out
+
+
 def open_files(pid: int | str = "self") -> set[str]:
     """What the open descriptors of a process point to (`socket:[inode]`,
     paths): unlike descriptor numbers, never reused for a new socket."""

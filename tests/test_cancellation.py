@@ -17,7 +17,6 @@ does, and skips (naming the reason) on a kernel that completes it anyway.
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -33,6 +32,7 @@ from asyncecho import ConnectTimeout, DeadlineExceeded, EchoError, associate, ec
 from asyncecho.dimse import decode_command, encode_echo_rsp
 from asyncecho.negotiation import AcceptorPolicy, build_ac
 from asyncecho.pdu import PDV, Abort, AssociateRQ, PDataTF, ReleaseRP, ReleaseRQ, decode_pdu
+from hostile import describe_fds, open_fds
 
 pytestmark = pytest.mark.anyio
 
@@ -57,27 +57,13 @@ EXPECTED_PDUS = {
 # --- file descriptors -----------------------------------------------------------------------------
 
 
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def describe(fds: set[str]) -> list[str]:
-    out = []
-    for fd in sorted(fds, key=int):
-        try:
-            out.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
-        except OSError:
-            out.append(f"{fd} -> ?")
-    return out
-
-
 async def assert_no_new_fds(before: set[str], settle: float = 2.0) -> None:
     """Every descriptor opened since `before` is closed again (after letting
     the loop run the close callbacks)."""
     with anyio.move_on_after(settle):
         while open_fds() - before:  # noqa: ASYNC110 - nothing to wait on but the kernel
             await anyio.sleep(0.01)
-    assert describe(open_fds() - before) == []
+    assert describe_fds(open_fds() - before) == []
 
 
 # --- peers --------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ do not count.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -41,6 +40,7 @@ from hostile import (
     SCU_CASES,
     UNKNOWN_PDU,
     after_rq,
+    describe_fds,
     hostile_scp,
     open_fds,
     run_scp_case,
@@ -74,21 +74,11 @@ def running_tasks() -> set[object]:
     return set(asyncio.all_tasks())
 
 
-def describe(fds: set[str]) -> list[str]:
-    out = []
-    for fd in sorted(fds, key=int):
-        try:
-            out.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
-        except OSError:
-            pass  # closed meanwhile
-    return out
-
-
 async def settled(left: Callable[[], set[str]]) -> None:
     """Wait (a little) until `left()` is empty; then it must be."""
     with anyio.move_on_after(SETTLE):
         await wait_until(lambda: not left(), SETTLE)
-    assert describe(left()) == []
+    assert describe_fds(left()) == []
 
 
 @asynccontextmanager
@@ -99,7 +89,7 @@ async def nothing_left_behind() -> AsyncIterator[None]:
     yield
     with anyio.move_on_after(SETTLE):
         await wait_until(lambda: not (open_fds() - fds or running_tasks() - tasks), SETTLE)
-    assert describe(open_fds() - fds) == []
+    assert describe_fds(open_fds() - fds) == []
     assert running_tasks() - tasks == set()
     async with serve() as server:
         assert (await echo(LOCALHOST, server.port)).ok
