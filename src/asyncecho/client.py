@@ -253,13 +253,18 @@ class Association:
             **log_fields,
         )
         if not self.context_id:
-            assert self.ac is not None
-            results = {
-                pc.context_id: PC_RESULT_NAMES[pc.result] for pc in self.ac.presentation_contexts
-            }
-            logs.log("associate.no_context", level="error", **log_fields)
+            error = self._no_context()
             await self._release_quietly()
-            raise NoAcceptedContext(results)
+            raise error
+
+    def _no_context(self) -> NoAcceptedContext:
+        """The error for an AC that accepted none of our contexts (logged)."""
+        assert self.ac is not None
+        results = {
+            pc.context_id: PC_RESULT_NAMES[pc.result] for pc in self.ac.presentation_contexts
+        }
+        logs.log("associate.no_context", level="error", assoc=self.id, peer=self._peer_text)
+        return NoAcceptedContext(results)
 
     def _tls_failed(self, exc: _ssl.SSLError) -> TLSHandshakeFailed:
         from .tls import describe_ssl_error

@@ -26,9 +26,7 @@ from .exceptions import (
     EchoError,
     EchoTimeout,
     NetworkTimeout,
-    NoAcceptedContext,
 )
-from .pdu_items import PC_RESULT_NAMES
 from .state_machine import Event as Evt
 from .state_machine import State
 
@@ -183,12 +181,7 @@ class EchoDriver:
             if assoc.context_id:
                 self._send_echo(now)
                 return
-            assert assoc.ac is not None
-            results = {
-                pc.context_id: PC_RESULT_NAMES[pc.result] for pc in assoc.ac.presentation_contexts
-            }
-            logs.log("associate.no_context", level="error", assoc=assoc.id)
-            self.pending_error = NoAcceptedContext(results)
+            self.pending_error = assoc._no_context()
             self._send_release(now)
         elif phase == _ECHO:
             if isinstance(event, MessageReceived):
