@@ -150,8 +150,7 @@ class AsyncioChannel(asyncio.Protocol):
         return self._loop.time()
 
     async def send(self, data: bytes) -> None:
-        if data and not self._transport.is_closing():
-            self._transport.write(data)
+        self.write(data)  # (asyncio's transports never block a write)
 
     async def receive(self, timeout: float | None) -> bytes:
         if not self._chunks and not self._closed:
@@ -234,8 +233,7 @@ class AsyncioChannel(asyncio.Protocol):
                 pass
 
     async def aclose(self) -> None:
-        self._stop_timer()
-        self._transport.close()
+        self.close()
 
     @property
     def error(self) -> BaseException | None:
