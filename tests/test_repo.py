@@ -27,3 +27,20 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert "set -euo pipefail" in ci
     assert any("apt-get install -y dcmtk orthanc" in line for line in ci)
     assert any("ASYNCECHO_REQUIRE_PEERS=1" in line for line in ci)
+
+
+def test_readme_setup_commands_need_only_python3_and_make_a_venv() -> None:
+    # Debian and Ubuntu have no `python`, and their pip refuses to install
+    # outside a virtual environment (PEP 668).
+    for command in _readme_commands():
+        assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+
+
+def test_the_package_ships_its_mit_license() -> None:
+    import importlib.metadata
+
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'license = "MIT"\n' in pyproject and 'license-files = ["LICENSE"]\n' in pyproject
+    metadata = importlib.metadata.metadata("asyncecho")
+    assert "LICENSE" in (metadata.get_all("License-File") or [])
