@@ -1,7 +1,7 @@
 """A service health check with `verify()`.
 
-    python examples/health_check.py                 # against an embedded SCP on loopback
-    python examples/health_check.py HOST PORT [AET] # against your PACS
+    python examples/health_check.py                   # an embedded SCP on loopback
+    python examples/health_check.py HOST [PORT [AET]] # your PACS (port 104)
 
 `verify()` never raises for what the network or the peer does: the result
 is truthy only on success, and `.error` says what went wrong. Every phase is
@@ -10,6 +10,7 @@ bounded (here a 5 s overall deadline), so a silent peer cannot hang it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -41,10 +42,21 @@ async def health(host: str, port: int, called_ae: str = "ANY-SCP") -> dict[str, 
     return report
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="DICOM C-ECHO health check (JSON on stdout)")
+    parser.add_argument("host", nargs="?", help="the peer (default: an embedded SCP on loopback)")
+    parser.add_argument("port", nargs="?", type=int, default=104, help="its port (default: 104)")
+    parser.add_argument("called_ae", nargs="?", default="ANY-SCP", help="its AE title")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error(f"port {args.port} is not 1-65535")
+    return args
+
+
 async def main(argv: list[str]) -> int:
-    if argv:
-        host, port = argv[0], int(argv[1])
-        report = await health(host, port, *(argv[2:3]))
+    args = parse_args(argv)
+    if args.host is not None:
+        report = await health(args.host, args.port, args.called_ae)
     else:
         async with asyncecho.serve("127.0.0.1", 0) as server:
             report = await health("127.0.0.1", server.port)
