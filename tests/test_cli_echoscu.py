@@ -553,6 +553,18 @@ def test_version_alone() -> None:
         pytest.param(("127.0.0.1", "104", "-aec", ""), id="called-aet-empty"),
         pytest.param(("127.0.0.1", "104", "-ll", "verbose"), id="bad-log-level"),
         pytest.param(("127.0.0.1", "104", "--frobnicate"), id="unknown-option"),
+        # issue #13: each of these was a traceback, or a run that failed late
+        pytest.param(("127.0.0.1", "104", "-pdu", "1099511627776"), id="pdu-over-32-bits"),
+        pytest.param(("127.0.0.1", "104", "-pdu", "4294967296"), id="pdu-2-to-the-32"),
+        pytest.param(("127.0.0.1", "104", "-tn", "nan"), id="network-timeout-nan"),
+        pytest.param(("127.0.0.1", "104", "-ta", "inf"), id="acse-timeout-inf"),
+        pytest.param(("127.0.0.1", "104", "-td", "-inf"), id="dimse-timeout-minus-inf"),
+        pytest.param(("127.0.0.1", "104", "-ta", "1e400"), id="acse-timeout-overflows"),
+        pytest.param(("127.0.0.1", "104", "-tn", "1e300"), id="network-timeout-too-long"),
+        pytest.param(("a" * 300, "104"), id="host-label-too-long-for-idna"),
+        pytest.param(("a..example", "104"), id="host-empty-label"),
+        pytest.param((".".join(["a" * 60] * 5), "104"), id="host-over-253-characters"),
+        pytest.param(("", "104"), id="host-empty"),
     ],
 )
 def test_usage_errors(args: tuple[str, ...]) -> None:
@@ -561,6 +573,73 @@ def test_usage_errors(args: tuple[str, ...]) -> None:
     got = lines(result.stderr)
     assert got[0] == "usage: echoscu [options] addr port"
     assert got[-1].startswith("echoscu: error: ")
+
+
+def test_usage_error_names_the_bad_host_briefly() -> None:
+    result = run_echoscu("a" * 300, "104")
+    assert result.returncode == 2
+    assert "label too long" in result.stderr
+    assert len(result.stderr) < 400, result.stderr
+
+
+def test_longest_timeouts_and_pdu_length_are_accepted(storescp: peers.Peer) -> None:
+    year = str(365 * 24 * 3600)
+    result = run_echoscu(
+        "127.0.0.1",
+        str(storescp.port),
+        *("-ta", year, "-td", year, "-tn", year),
+        *("-pdu", str(2**32 - 1)),
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_bracketed_ipv6_loopback_is_an_address() -> None:
+    result = run_echoscu("[::1]", str(peers.closed_port()))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert lines(result.stderr)[0] == REFUSED[0]
+
+
+def test_verbose_refused_says_it_requested_the_association() -> None:
+    result = run_echoscu("-v", "127.0.0.1", str(peers.closed_port()))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert lines(result.stderr) == ["I: Requesting Association", *REFUSED]
+
+
+@pytest.mark.parametrize("option", ["-ta", "-tn"])
+def test_local_timeout_says_this_side_aborted(silent_port: int, option: str) -> None:
+    result = run_echoscu("-v", "127.0.0.1", str(silent_port), option, "0.2")
+    assert result.returncode == 1
+    got = lines(result.stderr)
+    assert got[0] == "I: Requesting Association"
+    assert got[-1] == "E: Association Aborted by this side (A-ABORT sent, the connection closed)"
+    assert "E: Association Aborted" not in got
+
+
+def test_help_to_a_full_disk_is_one_error_line() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "asyncecho", "--help"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
+    assert result.returncode == 1
+    assert lines(result.stderr) == ["E: No space left on device"]
+
+
+def test_an_unforeseen_error_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asyncecho import __main__, cli_echoscu
+
+    def broken(argv: object) -> int:
+        raise RuntimeError("something nobody foresaw")
+
+    monkeypatch.setattr(cli_echoscu, "main", broken)
+    assert __main__.main(["echoscu", "127.0.0.1", "104"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "E: unexpected error: RuntimeError: something nobody foresaw\n")
 
 
 def test_help() -> None:

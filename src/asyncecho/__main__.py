@@ -28,7 +28,74 @@ def _help() -> str:
     return "\n".join(lines)
 
 
+#: Exit status of an error no command foresaw (reported as one `E:` line):
+#: a check that did not run to the end is a failure, never a success.
+EXIT_UNEXPECTED = 1
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing to say
+        _flush_stdout()
+        code = EXIT_UNEXPECTED
+    except Exception as exc:  # the CLI never shows a traceback
+        _say_error(_describe(exc))
+        code = EXIT_UNEXPECTED
+    # Flushed here, not at interpreter exit, so that a full disk or a closed
+    # reader of stdout is one line and an exit status, not an ignored traceback.
+    if not _flush_stdout() and code == 0:
+        code = EXIT_UNEXPECTED
+    return code
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _say_error(text: str) -> None:
+    stream = sys.stderr
+    if stream is None:  # started with stderr closed
+        return
+    try:
+        stream.write(f"E: {text}\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _flush_stdout() -> bool:
+    """False if what was printed could not all be written; stdout is then
+    pointed at /dev/null so that Python's own flush at exit stays quiet."""
+    import os
+
+    stream = sys.stdout
+    if stream is None:
+        return True
+    try:
+        stream.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): not worth a line
+        pass
+    except (OSError, ValueError) as exc:
+        _say_error(f"cannot write to standard output: {_describe(exc)}")
+    else:
+        return True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         # asked-for help goes to stdout; help for a usage error to stderr

@@ -58,13 +58,27 @@ EPILOG = (
 )
 
 
+#: The longest limit an option takes (a year): beyond it, a timer's deadline
+#: stops being a number the event loop can schedule.
+MAX_SECONDS = 365 * 24 * 3600.0
+
+#: PS3.8 D.1: Maximum Length Received is a 32-bit unsigned field.
+MAX_PDU_LENGTH = 0xFFFFFFFF
+
+
 def _float(text: str) -> float:
+    import math
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number: {text!r}")
     if value < 0:
         raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"seconds must be at most {MAX_SECONDS:g}: {text!r}")
     return value
 
 
@@ -86,6 +100,46 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
+
+
+def _pdu_length(text: str) -> int:
+    value = _non_negative(text)
+    if value > MAX_PDU_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_PDU_LENGTH} (a 32-bit length, PS3.8 D.1): {text!r}"
+        )
+    return value
+
+
+def _host(text: str) -> str:
+    """A host the resolver can be asked about. getaddrinfo() encodes a name
+    with IDNA, which refuses an empty label or one over 63 characters (RFC
+    1035 2.3.4): say so here rather than fail inside the connect."""
+    import ipaddress
+    import re
+
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        pass
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty host")
+    try:
+        encoded = text.encode("idna")
+    except UnicodeError as exc:
+        found = re.search(r"\((?:UnicodeError: )?(.+)\)$", str(exc))
+        reason = found[1] if found else str(exc)
+        raise argparse.ArgumentTypeError(f"invalid host name {_shown(text)}: {reason}") from None
+    if len(encoded.rstrip(b".")) > 253:
+        raise argparse.ArgumentTypeError(
+            f"invalid host name {_shown(text)}: longer than 253 characters"
+        )
+    return text
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _ae(text: str) -> str:
@@ -147,7 +201,7 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
         "-pdu",
         "--max-pdu",
         metavar="[n]umber of bytes",
-        type=_non_negative,
+        type=_pdu_length,
         default=16382,
         help="set max receive pdu to n bytes (0 for unlimited, default: 16382)",
     )
@@ -199,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     params = parser.add_argument_group("Parameters")
-    params.add_argument("addr", help="TCP/IP address of DICOM peer")
+    params.add_argument("addr", type=_host, help="TCP/IP address of DICOM peer")
     params.add_argument("port", type=_port, help="TCP/IP port number of peer")
 
     general = parser.add_argument_group("General Options")
@@ -256,6 +310,12 @@ def log_level(args: argparse.Namespace) -> str:
     return "error"
 
 
+#: After our own limit fired or the peer broke the protocol, it is this side
+#: that ends the association (PS3.8 9.2.1, A-ABORT request, AA-1/AA-8): echoscu's
+#: bare "Association Aborted" reads as if the peer had aborted it.
+LOCAL_ABORT = "Association Aborted by this side (A-ABORT sent, the connection closed)"
+
+
 def report_error(log: CliLog, error: EchoError) -> None:
     """The `E:` lines for a failure, in echoscu's words where it has them."""
     from . import exceptions as ex
@@ -279,16 +339,16 @@ def report_error(log: CliLog, error: EchoError) -> None:
         log.say("error", f"TCP Initialisation Error: {reason}")
     elif isinstance(error, ex.AcseTimeout):
         log.say("error", f"ACSE timeout reached: {error}")
-        log.say("error", "Association Aborted")
+        log.say("error", LOCAL_ABORT)
     elif isinstance(error, ex.DimseTimeout):
         log.say("error", f"DIMSE timeout reached: {error}")
-        log.say("error", "Association Aborted")
+        log.say("error", LOCAL_ABORT)
     elif isinstance(error, (ex.NetworkTimeout, ex.DeadlineExceeded)):
         log.say("error", f"Network timeout reached: {error}")
-        log.say("error", "Association Aborted")
+        log.say("error", LOCAL_ABORT)
     elif isinstance(error, ex.ProtocolError):
         log.say("error", f"Protocol error: {error}")
-        log.say("error", "Association Aborted")
+        log.say("error", LOCAL_ABORT)
     elif isinstance(error, ex.AssociationAborted):
         log.say("error", "Association Aborted")
         log.say("error", f"Reason: {error}")

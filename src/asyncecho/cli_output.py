@@ -30,11 +30,16 @@ def _lines_for(event: str, fields: MutableMapping[str, Any], debug: bool) -> lis
     texts here, the CLI's own events carry their text in `event`."""
     from . import pdu_dump
 
+    if event == "connect.start":
+        # echoscu says this before it connects, so that it precedes a
+        # connect failure too (the A-ASSOCIATE request is Evt1, before the
+        # transport connect: PS3.8 9.2).
+        return [("info", "Requesting Association")]
     if event == "associate.request":
-        lines = [("info", "Requesting Association")]
-        if debug:
-            lines.append(("debug", "Request Parameters:"))
-            lines += [("debug", line) for line in pdu_dump.dump_rq(fields["rq"])]
+        if not debug:
+            return []
+        lines = [("debug", "Request Parameters:")]
+        lines += [("debug", line) for line in pdu_dump.dump_rq(fields["rq"])]
         return lines
     if event == "associate.accepted":
         lines = []
