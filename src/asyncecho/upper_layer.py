@@ -254,22 +254,29 @@ class UpperLayer(StateMachine):
             )
         events: list[Event] = []
         framer = self._framer
+        # Only the framing is inside the try: a PDUError here means the byte
+        # stream itself is broken. What a whole PDU carries (its DIMSE
+        # content) is judged by the action that takes it in (DT-2/AR-6),
+        # which turns it into the table's Evt19 itself, whichever way the
+        # PDU was split across reads.
         try:
             if framer is None:
                 whole = single_pdu(data, self._max_pdata_length, self._max_associate_length)
             else:
                 whole = framer.single(data)
-            if whole is not None:  # the usual read: exactly one whole PDU
-                event, error = self._classify(whole)
-                return _deliver(self._fire(event, now, pdu=whole, error=error), events, on_event)
-            if framer is None:
-                framer = self._framer = PDUFramer(
-                    self._max_pdata_length, self._max_associate_length
-                )
-            pdus = framer.feed(data)
+            if whole is None:
+                if framer is None:
+                    framer = self._framer = PDUFramer(
+                        self._max_pdata_length, self._max_associate_length
+                    )
+                pdus = framer.feed(data)
         except PDUError as framing_error:
             self._stream_broken = True
             return _deliver(self._fire(Evt.EVT19, now, error=framing_error), events, on_event)
+        if whole is not None:  # the usual read: exactly one whole PDU
+            event, error = self._classify(whole)
+            return _deliver(self._fire(event, now, pdu=whole, error=error), events, on_event)
+        assert framer is not None
         for pdu in pdus:
             event, error = self._classify(pdu)
             new = self._fire(event, now, pdu=pdu, error=error)
@@ -480,23 +487,25 @@ class UpperLayer(StateMachine):
     def _assemble(self, pdu: PDataTF) -> list[Event]:
         events: list[Event] = []
         assembler = self._assembler
-        for pdv in pdu.pdvs:
-            if assembler is None:
-                # No assembler until a message comes in fragments: none is
-                # kept for the association's life for a whole command.
-                whole = whole_command(pdv)
-                if whole is not None:
-                    events.append(MessageReceived(whole))
-                    continue
-                assembler = self._assembler = MessageAssembler()
-            try:
+        try:
+            for pdv in pdu.pdvs:
+                if assembler is None:
+                    # No assembler until a message comes in fragments: none
+                    # is kept for the association's life for a whole command.
+                    whole = whole_command(pdv)
+                    if whole is not None:
+                        events.append(MessageReceived(whole))
+                        continue
+                    assembler = self._assembler = MessageAssembler()
                 message = assembler.add(pdv)
-            except PDUError as error:
-                # A P-DATA that breaks PS3.8 Annex E: abort as for an invalid
-                # PDU (the table's Evt19 from the state we are now in).
-                return events + self._fire(Evt.EVT19, None, error=error)
-            if message is not None:
-                events.append(MessageReceived(message))
+                if message is not None:
+                    events.append(MessageReceived(message))
+        except PDUError as error:
+            # A P-DATA whose content breaks PS3.8 Annex E or PS3.7 (fragment
+            # flags, a command set that cannot be decoded): abort as for an
+            # invalid PDU, the table's Evt19 from the state we are now in
+            # (AA-8), after the messages its PDVs completed before the bad one.
+            return events + self._fire(Evt.EVT19, None, error=error)
         return events
 
 

@@ -1,0 +1,321 @@
+"""Whatever a peer sends, split at any byte boundary, ends as a protocol
+error (issue 13, section 1): never as an exception out of the core, a
+connection's callback or `serve()`.
+
+Every message of both roles (A-ASSOCIATE-RQ/AC/RJ, P-DATA with a C-ECHO-RQ
+or -RSP, A-RELEASE-RQ/RP, A-ABORT), corrupted (byte flips, truncations, bad
+lengths, and the malformed DIMSE command sets below) and cut into reads at
+arbitrary boundaries:
+
+- through the core alone (`VerificationAcceptor`, a requestor `UpperLayer`):
+  only typed events come out, and what we answer does not depend on where
+  the reads were cut;
+- through `serve()` on asyncio, uvloop and trio, fed by a raw loopback
+  client: the server answers as the core does, logs no traceback, frees the
+  slot and goes on serving (`test_split_input_transports.py`... no: below);
+- through `echo()`/`verify()`/`associate()` against a raw loopback SCP:
+  `ProtocolError` (outcome "protocol-error") and an A-ABORT on the wire.
+
+The example counts are small in the default run; `ASYNCECHO_FUZZ=1` runs
+many more (as tests/test_fuzz.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asyncecho.acceptor import VerificationAcceptor
+from asyncecho.dimse import decode_command, encode_echo_rq, encode_echo_rsp
+from asyncecho.events import Aborted, AssociationAccepted, Event, MessageReceived
+from asyncecho.negotiation import AcceptorPolicy, build_ac, build_rq
+from asyncecho.pdu import (
+    PDV,
+    Abort,
+    AssociateRJ,
+    PDataTF,
+    ReleaseRP,
+    ReleaseRQ,
+    decode_pdu,
+)
+from asyncecho.protocol_errors import PDUError
+from asyncecho.state_machine import Event as Evt
+from asyncecho.upper_layer import UpperLayer
+
+LONG_RUN = os.environ.get("ASYNCECHO_FUZZ") == "1"
+CORE_EXAMPLES = 3000 if LONG_RUN else 300
+CORE = settings(
+    max_examples=CORE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# --- the messages of both roles -------------------------------------------------------------
+
+RQ_PDU = build_rq(calling_ae="SPLITSCU", called_ae="ANY-SCP")
+RQ = RQ_PDU.encode()
+AC = build_ac(RQ_PDU, AcceptorPolicy()).encode()
+RJ = AssociateRJ(1, 1, 7).encode()
+RELEASE_RQ = ReleaseRQ().encode()
+RELEASE_RP = ReleaseRP().encode()
+ABORT = Abort(0, 0).encode()
+
+
+def element(elem: int, value: bytes) -> bytes:
+    """One command-group element, Implicit VR Little Endian (PS3.7 6.3.1)."""
+    return b"\x00\x00" + elem.to_bytes(2, "little") + len(value).to_bytes(4, "little") + value
+
+
+def command_set(*elements: bytes) -> bytes:
+    body = b"".join(elements)
+    return element(0x0000, len(body).to_bytes(4, "little")) + body
+
+
+def us(value: int) -> bytes:
+    return value.to_bytes(2, "little")
+
+
+VERIFICATION = element(0x0002, b"1.2.840.10008.1.1\x00")
+
+
+def pdata(*pdvs: PDV) -> bytes:
+    return PDataTF(pdvs).encode()
+
+
+def command(data: bytes, context_id: int = 1) -> bytes:
+    """A P-DATA-TF carrying `data` as one whole command PDV."""
+    return pdata(PDV(context_id, True, True, data))
+
+
+def _malformed_commands(field: int, message_id_tag: int) -> dict[str, bytes]:
+    """Command sets a decoder must refuse (PS3.7 6.3, 9.3.5), each a P-DATA."""
+    rest = [element(0x0100, us(field)), element(message_id_tag, us(1))]
+    no_data = element(0x0800, us(0x0101))
+    status = [element(0x0900, us(0))] if field & 0x8000 else []
+    overrun = element(0x0800, us(0x0101))[:4] + (0xFF).to_bytes(4, "little") + us(0x0101)
+    good = command_set(VERIFICATION, *rest, no_data, *status)
+    return {
+        "element-overruns": command(command_set(VERIFICATION, *rest, *status) + overrun),
+        "no-data-set-type": command(command_set(VERIFICATION, *rest, *status)),
+        "no-command-field": command(command_set(VERIFICATION, rest[1], no_data, *status)),
+        "non-ascii-uid": command(
+            command_set(element(0x0002, b"1.2.\xff\xfe"), *rest, no_data, *status)
+        ),
+        "group-length-wrong": command(good[:8] + (len(good)).to_bytes(4, "little") + good[12:]),
+        "us-not-2-bytes": command(
+            command_set(VERIFICATION, element(0x0100, b"\x30"), rest[1], no_data, *status)
+        ),
+        "element-twice": command(command_set(VERIFICATION, *rest, no_data, no_data, *status)),
+        "not-command-group": command(good + b"\x08\x00\x05\x00\x00\x00\x00\x00"),
+        "header-cut": command(good + b"\x00\x00\x00"),
+        # Inconsistent fragment flags (PS3.8 E.2): a data set PDV with no
+        # command before it, a command fragment where the data set was due,
+        # a data set for a command that has none.
+        "data-without-command": pdata(PDV(1, False, True, b"\x00\x00")),
+        "data-for-no-data-set": pdata(PDV(1, True, True, good), PDV(1, False, True, b"\x00\x00")),
+        "command-where-data-due": pdata(
+            PDV(
+                1,
+                True,
+                True,
+                command_set(VERIFICATION, *rest, element(0x0800, us(0x0000)), *status),
+            ),
+            PDV(1, True, True, good),
+        ),
+        # A malformed command completed from fragments.
+        "fragmented-overrun": pdata(
+            PDV(1, True, False, command_set(VERIFICATION, *rest)[:10]),
+            PDV(1, True, True, command_set(VERIFICATION, *rest)[10:] + overrun),
+        ),
+    }
+
+
+#: C-ECHO-RQs that break PS3.7, for our SCP.
+BAD_REQUESTS = _malformed_commands(0x0030, 0x0110)
+#: C-ECHO-RSPs that break PS3.7, for our SCU.
+BAD_RESPONSES = _malformed_commands(0x8030, 0x0120)
+
+#: What a requestor sends, in order; what an acceptor answers.
+SCU_SIDE = [RQ, command(encode_echo_rq(1)), RELEASE_RQ, ABORT]
+SCP_SIDE = [AC, RJ, command(encode_echo_rsp(1)), RELEASE_RP, ABORT]
+
+
+# --- corruption and splitting ---------------------------------------------------------------
+
+
+@st.composite
+def corrupted(draw: st.DrawFn, data: bytes) -> bytes:
+    """`data` with one to three byte flips, truncations, insertions or bad
+    length fields (the PDU length then mostly corrected to match)."""
+    out = bytearray(data)
+    for _ in range(draw(st.integers(1, 3))):
+        if not out:
+            break
+        kind = draw(st.sampled_from(["flip", "byte", "truncate", "insert", "length"]))
+        pos = draw(st.integers(0, len(out) - 1))
+        if kind == "flip":
+            out[pos] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "byte":
+            out[pos] = draw(st.integers(0, 255))
+        elif kind == "truncate":
+            del out[pos:]
+        elif kind == "insert":
+            out[pos:pos] = draw(st.binary(min_size=1, max_size=6))
+        elif len(out) >= 6:
+            out[2:6] = draw(st.integers(0, 0xFFFFFFFF)).to_bytes(4, "big")
+    if len(out) >= 6 and draw(st.integers(0, 3)) > 0:
+        out[2:6] = (len(out) - 6).to_bytes(4, "big")
+    return bytes(out)
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    """`data` cut at `points` (any offsets; clipped and sorted)."""
+    bounds = sorted({min(max(p, 0), len(data)) for p in points} | {0, len(data)})
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+cuts_st = st.lists(st.integers(0, 600), max_size=12)
+
+
+@st.composite
+def scu_stream(draw: st.DrawFn) -> bytes:
+    """What a (hostile) requestor sends: the valid sequence up to one
+    message, that message corrupted or replaced by a malformed command set,
+    and maybe what follows."""
+    where = draw(st.integers(0, len(SCU_SIDE) - 1))
+    if where == 1 and draw(st.booleans()):
+        bad = BAD_REQUESTS[draw(st.sampled_from(sorted(BAD_REQUESTS)))]
+    else:
+        bad = draw(corrupted(SCU_SIDE[where]))
+    tail = SCU_SIDE[where + 1 :] if draw(st.booleans()) else []
+    return b"".join([*SCU_SIDE[:where], bad, *tail])
+
+
+# --- through the core -----------------------------------------------------------------------
+
+
+def run_acceptor(stream: bytes, reads: list[bytes]) -> tuple[bytes, list[object]]:
+    """Feed `reads` to a VerificationAcceptor; what it sent and reported."""
+    assert b"".join(reads) == stream
+    acceptor = VerificationAcceptor(AcceptorPolicy())
+    acceptor.connection_made(0.0)
+    sent = bytearray()
+    happened: list[object] = []
+    for data in reads:
+        if acceptor.should_close:
+            break
+        happened += acceptor.receive_data(data, 0.0)
+        sent += acceptor.data_to_send()
+    return bytes(sent), happened
+
+
+def check_acceptor(stream: bytes, points: list[int]) -> None:
+    whole_sent, _ = run_acceptor(stream, [stream] if stream else [])
+    sent, happened = run_acceptor(stream, cut(stream, points))
+    # Where the reads were cut changes nothing we answer.
+    assert sent == whole_sent
+    for item in happened:
+        if isinstance(item, Aborted) and not item.by_peer:
+            assert item.error is None or isinstance(item.error, PDUError)
+
+
+@CORE
+@given(stream=scu_stream(), points=cuts_st)
+def test_acceptor_takes_any_split_corrupted_stream(stream: bytes, points: list[int]) -> None:
+    check_acceptor(stream, points)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
+def test_acceptor_aborts_a_malformed_command_set_split_anywhere(name: str) -> None:
+    """Each malformed C-ECHO-RQ, cut at every byte: AC, then an A-ABORT
+    (service provider, invalid parameter value; PS3.8 AA-8) and nothing
+    else, exactly as when it arrives in one read."""
+    bad = BAD_REQUESTS[name]
+    expected = AC + Abort(2, 6).encode()
+    for at in range(len(RQ), len(RQ) + len(bad) + 1):
+        stream = RQ + bad
+        sent, happened = run_acceptor(stream, cut(stream, [at]))
+        assert sent == expected, at
+        (aborted,) = [item for item in happened if isinstance(item, Aborted)]
+        assert isinstance(aborted.error, PDUError)
+
+
+def run_requestor(stream: bytes, reads: list[bytes]) -> tuple[bytes, list[Event]]:
+    """A requestor as our SCU drives it (echo once, then release), fed
+    `reads` from the peer; what it sent after its RQ and the events."""
+    ul = UpperLayer(requestor=True)
+    ul.request(RQ_PDU)
+    ul.connection_made(0.0)
+    ul.data_to_send()
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        # Answered as each PDU is taken in, so that where the reads were cut
+        # cannot change what we answer.
+        events.append(event)
+        if isinstance(event, AssociationAccepted) and ul.contexts and ul.action_for(Evt.EVT9):
+            ul.send_message(min(ul.contexts), encode_echo_rq(1))
+        elif isinstance(event, MessageReceived) and ul.action_for(Evt.EVT11):
+            decode_command(event.message.command)  # never raises: the core checked it
+            ul.release()
+
+    for data in reads:
+        if ul.should_close:
+            break
+        ul.receive_data(data, 0.0, on_event)
+    return ul.data_to_send(), events
+
+
+@st.composite
+def scp_stream(draw: st.DrawFn) -> bytes:
+    where = draw(st.sampled_from([0, 1, 2, 3, 4]))
+    if where == 2 and draw(st.booleans()):
+        bad = BAD_RESPONSES[draw(st.sampled_from(sorted(BAD_RESPONSES)))]
+    else:
+        bad = draw(corrupted(SCP_SIDE[where]))
+    # Before P-DATA: the AC; after the response: the release answer.
+    before = {0: [], 1: [], 2: [AC], 3: [AC, command(encode_echo_rsp(1))], 4: [AC]}[where]
+    return b"".join([*before, bad])
+
+
+def check_requestor(stream: bytes, points: list[int]) -> None:
+    whole_sent, _ = run_requestor(stream, [stream] if stream else [])
+    sent, events = run_requestor(stream, cut(stream, points))
+    assert sent == whole_sent
+    for event in events:
+        if isinstance(event, Aborted) and not event.by_peer:
+            assert event.error is None or isinstance(event.error, PDUError)
+
+
+@CORE
+@given(stream=scp_stream(), points=cuts_st)
+def test_requestor_takes_any_split_corrupted_stream(stream: bytes, points: list[int]) -> None:
+    check_requestor(stream, points)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RESPONSES))
+def test_requestor_aborts_a_malformed_command_set_split_anywhere(name: str) -> None:
+    bad = BAD_RESPONSES[name]
+    stream = AC + bad
+    for at in range(len(AC), len(stream) + 1):
+        sent, events = run_requestor(stream, cut(stream, [at]))
+        # The C-ECHO-RQ, then AA-8's A-ABORT (service provider, 6).
+        assert sent == command(encode_echo_rq(1)) + Abort(2, 6).encode(), at
+        aborted = [event for event in events if isinstance(event, Aborted)]
+        assert len(aborted) == 1 and isinstance(aborted[0].error, PDUError)
+
+
+def test_messages_decode() -> None:
+    """The building blocks are what they claim (a test of the test)."""
+    for data in [*SCU_SIDE, *SCP_SIDE]:
+        decode_pdu(data)
+    for table in (BAD_REQUESTS, BAD_RESPONSES):
+        for data in table.values():
+            assert isinstance(decode_pdu(data), PDataTF)
+
+
+Check = Callable[[bytes, list[int]], None]
