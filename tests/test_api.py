@@ -35,6 +35,7 @@ from asyncecho import (
     EchoOptions,
     EchoTimeout,
     HostUnreachable,
+    LocalResourceError,
     NameResolutionFailed,
     NetworkTimeout,
     NoAcceptedContext,
@@ -292,6 +293,7 @@ EXCEPTION_OUTCOMES: dict[type[EchoError], str] = {
     HostUnreachable: "unreachable",
     NameResolutionFailed: "dns",
     TLSHandshakeFailed: "tls",
+    LocalResourceError: "local-error",
     EchoTimeout: "timeout",
     ConnectTimeout: "timeout-connect",
     AcseTimeout: "timeout-acse",
@@ -333,8 +335,17 @@ def test_timeouts_are_builtin_timeout_errors() -> None:
 
 
 def test_connection_failures_are_os_errors() -> None:
-    for cls in (ConnectionFailed, ConnectionRefused, HostUnreachable, NameResolutionFailed):
+    for cls in (
+        ConnectionFailed,
+        ConnectionRefused,
+        HostUnreachable,
+        NameResolutionFailed,
+        LocalResourceError,
+    ):
         assert issubclass(cls, OSError)
+    # A limit of our own machine is not the peer being unreachable: code
+    # that catches ConnectionFailed to mark a peer as down must not see it.
+    assert not issubclass(LocalResourceError, ConnectionFailed)
     cause = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
     error = ConnectionRefused("refused", host="h", port=1, os_error=cause)
     assert isinstance(error, OSError) and error.errno == errno.ECONNREFUSED

@@ -7,6 +7,7 @@ the network did: one hierarchy under `EchoError`.
     │   ├── HostUnreachable
     │   ├── NameResolutionFailed
     │   └── TLSHandshakeFailed
+    ├── LocalResourceError          (also an OSError) our machine's limit, not the peer
     ├── EchoTimeout                 (also the builtin TimeoutError)
     │   ├── ConnectTimeout          TCP connect (and TLS handshake)
     │   ├── AcseTimeout             waiting for A-ASSOCIATE-AC/RJ or A-RELEASE-RP
@@ -43,10 +44,8 @@ class EchoError(Exception):
     _association: Association | None = None
 
 
-class ConnectionFailed(EchoError, OSError):
-    """The transport connection could not be opened."""
-
-    outcome = "unreachable"
+class _SystemFailure(EchoError, OSError):
+    """An EchoError that an OS call raised: also an OSError, errno kept."""
 
     def __init__(
         self, message: str, *, host: str = "", port: int = 0, os_error: BaseException | None = None
@@ -72,6 +71,41 @@ class ConnectionFailed(EchoError, OSError):
         if isinstance(error, OSError) and error.strerror:
             return error.strerror
         return str(self.os_error) if self.os_error else self.message
+
+
+class ConnectionFailed(_SystemFailure):
+    """The transport connection to the peer could not be opened."""
+
+    outcome = "unreachable"
+
+
+class LocalResourceError(_SystemFailure):
+    """The connection could not be opened for a reason of this machine, not
+    the peer: out of file descriptors (EMFILE, ENFILE) or local ports
+    (EADDRNOTAVAIL, EADDRINUSE), buffers (ENOBUFS) or memory (ENOMEM), or
+    a local firewall rule (EPERM, EACCES).
+
+    Deliberately not a `ConnectionFailed`: code that catches that to mark a
+    peer as down must not blame the peer for our limits. It is an OSError
+    (errno kept), as ConnectionFailed is."""
+
+    outcome = "local-error"
+
+
+# connect(2) errors that say nothing about the peer: our process or host ran
+# out of something, or a local rule refused the connection.
+LOCAL_ERRNOS = frozenset(
+    {
+        _errno.EMFILE,
+        _errno.ENFILE,
+        _errno.EADDRNOTAVAIL,
+        _errno.EADDRINUSE,
+        _errno.ENOBUFS,
+        _errno.ENOMEM,
+        _errno.EPERM,
+        _errno.EACCES,
+    }
+)
 
 
 class ConnectionRefused(ConnectionFailed):
@@ -187,14 +221,32 @@ class ProtocolError(EchoError):
     outcome = "protocol-error"
 
 
-def connection_error(exc: OSError, host: str, port: int) -> ConnectionFailed:
-    """Map an OS connect error to its typed exception."""
+def connection_error(exc: OSError, host: str, port: int) -> ConnectionFailed | LocalResourceError:
+    """Map an OS connect error (socket creation included) to its typed exception."""
     import socket
 
     where = f"{host}:{port}"
+    # A gaierror's errno is an EAI_* code, not an errno (on some systems
+    # they overlap): it is looked at first. EAI_SYSTEM never gets here as a
+    # gaierror (Python raises the underlying OSError, EMFILE included).
     if isinstance(exc, socket.gaierror):
+        if exc.errno == getattr(socket, "EAI_MEMORY", None):
+            return LocalResourceError(
+                f"cannot resolve {host!r}: {exc.strerror or exc} (a limit of this machine)",
+                host=host,
+                port=port,
+                os_error=exc,
+            )
         return NameResolutionFailed(
             f"cannot resolve {host!r}: {exc.strerror or exc}", host=host, port=port, os_error=exc
+        )
+    if exc.errno in LOCAL_ERRNOS:
+        return LocalResourceError(
+            f"cannot connect to {where}: {exc.strerror or exc} "
+            "(a limit of this machine, not the peer)",
+            host=host,
+            port=port,
+            os_error=exc,
         )
     if isinstance(exc, ConnectionRefusedError):
         return ConnectionRefused(
@@ -203,7 +255,6 @@ def connection_error(exc: OSError, host: str, port: int) -> ConnectionFailed:
     if exc.errno in (
         _errno.EHOSTUNREACH,
         _errno.ENETUNREACH,
-        _errno.EADDRNOTAVAIL,
         _errno.ENETDOWN,
     ):
         return HostUnreachable(
