@@ -12,7 +12,7 @@ arbitrary boundaries:
   the reads were cut;
 - through `serve()` on asyncio, uvloop and trio, fed by a raw loopback
   client: the server answers as the core does, logs no traceback, frees the
-  slot and goes on serving (`test_split_input_transports.py`... no: below);
+  slot and goes on serving;
 - through `echo()`/`verify()`/`associate()` against a raw loopback SCP:
   `ProtocolError` (outcome "protocol-error") and an A-ABORT on the wire.
 
@@ -22,13 +22,20 @@ many more (as tests/test_fuzz.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import os
-from collections.abc import Callable
+import socket
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asyncecho import Server, echo, logs, serve
 from asyncecho.acceptor import VerificationAcceptor
 from asyncecho.dimse import decode_command, encode_echo_rq, encode_echo_rsp
 from asyncecho.events import Aborted, AssociationAccepted, Event, MessageReceived
@@ -45,6 +52,7 @@ from asyncecho.pdu import (
 from asyncecho.protocol_errors import PDUError
 from asyncecho.state_machine import Event as Evt
 from asyncecho.upper_layer import UpperLayer
+from hostile import summary, wait_until
 
 LONG_RUN = os.environ.get("ASYNCECHO_FUZZ") == "1"
 CORE_EXAMPLES = 3000 if LONG_RUN else 300
@@ -175,7 +183,7 @@ def corrupted(draw: st.DrawFn, data: bytes) -> bytes:
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     """`data` cut at `points` (any offsets; clipped and sorted)."""
     bounds = sorted({min(max(p, 0), len(data)) for p in points} | {0, len(data)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 cuts_st = st.lists(st.integers(0, 600), max_size=12)
@@ -318,4 +326,184 @@ def test_messages_decode() -> None:
             assert isinstance(decode_pdu(data), PDataTF)
 
 
-Check = Callable[[bytes, list[int]], None]
+
+# --- through the transports -----------------------------------------------------------------
+
+TRANSPORT_EXAMPLES = 500 if LONG_RUN else 40
+TRANSPORT = settings(
+    max_examples=TRANSPORT_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+#: (anyio backend, its options): asyncio, asyncio on uvloop, trio
+BACKENDS: dict[str, tuple[str, dict[str, object]]] = {
+    "asyncio": ("asyncio", {}),
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+    "trio": ("trio", {}),
+}
+#: a bound on every read and wait of a case (none takes near it)
+BOUND = 10.0
+
+
+def needs(backend: str) -> tuple[str, dict[str, object]]:
+    if backend == "uvloop":
+        pytest.importorskip("uvloop")
+    return BACKENDS[backend]
+
+
+class LiveServer:
+    """`serve()` running in a portal's event loop, for a sync test to feed."""
+
+    def __init__(self, portal: BlockingPortal, server: Server, loop_errors: list[object]) -> None:
+        self.portal = portal
+        self.server = server
+        self.loop_errors = loop_errors
+
+    def settle(self) -> None:
+        """Until the server holds no association (every slot freed)."""
+
+        async def idle() -> None:
+            await wait_until(lambda: self.server.active == 0 and not self.server._closers)
+
+        self.portal.call(idle)
+
+    def still_serving(self) -> None:
+        async def one_echo() -> bool:
+            return (await echo("127.0.0.1", self.server.port, acse_timeout=BOUND)).ok
+
+        assert self.portal.call(one_echo)
+
+
+@contextlib.contextmanager
+def live_server(backend: str) -> Iterator[LiveServer]:
+    name, options = needs(backend)
+    loop_errors: list[object] = []
+
+    async def watch_loop() -> None:
+        # asyncio's "Fatal error: protocol.data_received() call failed" and
+        # "Exception in callback" go to the loop's handler: record them.
+        if name == "asyncio":
+            asyncio.get_running_loop().set_exception_handler(
+                lambda _loop, context: loop_errors.append(context)
+            )
+
+    with start_blocking_portal(name, options) as portal:
+        portal.call(watch_loop)
+        with portal.wrap_async_context_manager(serve("127.0.0.1", 0)) as server:
+            yield LiveServer(portal, server, loop_errors)
+
+
+def raw_exchange(port: int, reads: list[bytes]) -> tuple[bytes, bool]:
+    """Send `reads` (a pause between, so that they arrive as separate reads
+    where the kernel allows), half-close, and read until the server closes:
+    (what it sent, whether it reset the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for i, data in enumerate(reads):
+                if i:
+                    time.sleep(0.001)
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server closed first (it took an A-ABORT, say): read what it sent
+        received = bytearray()
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                return bytes(received), True
+            if not data:
+                return bytes(received), False
+            received += data
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_serve_takes_any_split_corrupted_stream(backend: str) -> None:
+    """Our SCP on each transport answers a hostile client exactly as the core
+    does, whatever the client sends and wherever it is cut; no traceback,
+    every slot freed, and it goes on serving."""
+    with live_server(backend) as live:
+
+        @TRANSPORT
+        @given(stream=scu_stream(), points=cuts_st)
+        def feed(stream: bytes, points: list[int]) -> None:
+            expected, _ = run_acceptor(stream, [stream] if stream else [])
+            sent, reset = raw_exchange(live.server.port, cut(stream, points))
+            if reset:  # (the kernel may drop what a reset overtook)
+                assert expected.startswith(sent)
+            else:
+                assert sent == expected
+            live.settle()
+
+        feed()
+        live.still_serving()
+        assert live.loop_errors == []
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_serve_aborts_malformed_command_sets_split_anywhere(backend: str) -> None:
+    """Each malformed C-ECHO-RQ, cut in two at every point: the AC, the
+    A-ABORT (service provider, invalid parameter value), nothing else; the
+    server closes when the client does, frees the slot, goes on serving."""
+    with live_server(backend) as live:
+        for name, bad in sorted(BAD_REQUESTS.items()):
+            for at in range(0, len(bad) + 1, 3):
+                sent, _ = raw_exchange(live.server.port, [RQ, bad[:at], bad[at:]])
+                assert summary(sent) == ["AC", "ABORT(2,6)"], (name, at)
+                live.settle()
+        live.still_serving()
+        assert live.loop_errors == []
+
+
+class Recorder:
+    """A structlog-style logger that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, object]]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        def log(event: str, **fields: object) -> None:
+            self.events.append((level, event, fields))
+
+        return log
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_serve_contains_a_bug_to_its_connection(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception from the core (a bug: the core reports whatever a peer
+    sends as events) ends that association only: an A-ABORT (service
+    provider, reason not specified), one error line with the peer, the slot
+    freed; no loop traceback on asyncio, no ExceptionGroup out of serve() on
+    trio, and the server goes on serving."""
+    taken_in = VerificationAcceptor.receive_data
+
+    def buggy(self: VerificationAcceptor, data: bytes, now: float) -> list[object]:
+        if data.startswith(b"\x04"):
+            raise RuntimeError("injected")
+        return taken_in(self, data, now)
+
+    recorder = Recorder()
+    logs.enable_logging(recorder)
+    try:
+        with live_server(backend) as live:
+            monkeypatch.setattr(VerificationAcceptor, "receive_data", buggy)
+            for _ in range(3):
+                sent, _reset = raw_exchange(live.server.port, [RQ, command(encode_echo_rq(1))])
+                assert summary(sent) == ["AC", "ABORT(2,0)"]
+                live.settle()
+            monkeypatch.undo()
+            live.still_serving()
+            assert live.loop_errors == []
+    finally:
+        logs.disable_logging()
+    errors = [(event, fields) for level, event, fields in recorder.events if level == "error"]
+    assert [event for event, _ in errors] == ["scp.internal_error"] * 3
+    assert all(fields["error"] == "RuntimeError: injected" for _, fields in errors)
+    assert all(str(fields["peer"]).startswith("127.0.0.1:") for _, fields in errors)

@@ -29,13 +29,19 @@ from .client import _on_asyncio
 from .events import Aborted, ReleaseRequested
 from .identity import IdentityCheck
 from .negotiation import AcceptorPolicy
+from .pdu import ABORT_SOURCE_PROVIDER, Abort
 from .pdu_fields import validate_ae_title
+from .protocol_errors import ABORT_REASON_NOT_SPECIFIED
 from .state_machine import State
 from .timer_wheel import TimerWheel
 from .transport_asyncio import tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _STA13 = State.STA13
+# No association to abort: before the transport (Sta1), or already over (Sta13).
+_NOTHING_TO_ABORT = (State.STA1, State.STA13)
+# PS3.8 Table 9-26: A-ABORT from the service provider, reason not specified.
+_PROVIDER_ABORT = Abort(ABORT_SOURCE_PROVIDER, ABORT_REASON_NOT_SPECIFIED).encode()
 
 # The log event for each way a peer can be too slow (VerificationAcceptor.stalled).
 _STALL_EVENTS = {"idle": "scp.idle_timeout", "slow-pdu": "scp.dimse_timeout"}
@@ -96,6 +102,16 @@ class ServerOptions:
 def _peer_text(peer: Any) -> str:
     """`host:port`, as every scp.* event gives the peer."""
     return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+
+def _log_internal_error(peer: Any, bug: BaseException) -> None:
+    """One line for a bug contained to one connection (both transports)."""
+    logs.log(
+        "scp.internal_error",
+        level="error",
+        peer=_peer_text(peer),
+        error=f"{type(bug).__name__}: {bug}",
+    )
 
 
 class Server:
@@ -186,9 +202,14 @@ class _ScpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
-        transport = cast(asyncio.Transport, transport)
+        self._transport = cast(asyncio.Transport, transport)
+        try:
+            self._connection_made(self._transport)
+        except Exception as bug:
+            self._contain(bug)
+
+    def _connection_made(self, transport: asyncio.Transport) -> None:
         server, options = self._server, self._server.options
-        self._transport = transport
         self._peer = transport.get_extra_info("peername")
         if not options.network_allowed(self._peer):
             logs.log("scp.refused_network", level="warning", peer=_peer_text(self._peer))
@@ -232,6 +253,12 @@ class _ScpProtocol(asyncio.Protocol):
 
     def on_timer(self) -> None:
         self._timer_key = None
+        try:
+            self._on_timer()
+        except Exception as bug:
+            self._contain(bug)
+
+    def _on_timer(self) -> None:
         acceptor, transport = self._acceptor, self._transport
         if acceptor is None or transport is None:
             return
@@ -263,15 +290,36 @@ class _ScpProtocol(asyncio.Protocol):
         acceptor, transport = self._acceptor, self._transport
         if acceptor is None or transport is None:
             return
-        now = self._loop.time()
-        if self._after(acceptor.receive_data(data, now)):
-            return
-        if acceptor.upper.partial_pdu and _QUICKACK is not None and self._sock is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:  # pragma: no cover
-                pass
-        self._arm()
+        try:
+            now = self._loop.time()
+            if self._after(acceptor.receive_data(data, now)):
+                return
+            if acceptor.upper.partial_pdu and _QUICKACK is not None and self._sock is not None:
+                try:
+                    self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                except OSError:  # pragma: no cover
+                    pass
+            self._arm()
+        except Exception as bug:
+            self._contain(bug)
+
+    def _contain(self, bug: Exception) -> None:
+        """A bug met while serving this connection (whatever the peer sent,
+        the core reports it as events): it ends this association only. An
+        A-ABORT (service provider, reason not specified: PS3.8 Table 9-26),
+        one log line, the connection closed and its slot freed; never the
+        loop's "Fatal error" traceback, and the server goes on serving."""
+        acceptor, transport = self._acceptor, self._transport
+        self._acceptor = None  # nothing more is fed to it, nor logged for it
+        if self._timer_key is not None:
+            self._wheel.cancel(self, self._timer_key)
+            self._timer_key = None
+        _log_internal_error(self._peer, bug)
+        if transport is not None and not transport.is_closing():
+            if acceptor is not None and acceptor.upper.state not in _NOTHING_TO_ABORT:
+                transport.write(_PROVIDER_ABORT)
+            transport.close()
+        self._uncount()
 
     def _after(self, happened: list[object]) -> bool:
         """Write, count and log what the acceptor did; True once closed."""
@@ -301,12 +349,15 @@ class _ScpProtocol(asyncio.Protocol):
         verdict = await _run_identity_check(options, item, self._peer)
         if self._acceptor is not None and self._transport is not None:
             accepted = verdict is not False
-            self._after(
-                self._acceptor.decide(
-                    accepted, verdict if isinstance(verdict, bytes) else None, self._loop.time()
+            try:
+                self._after(
+                    self._acceptor.decide(
+                        accepted, verdict if isinstance(verdict, bytes) else None, self._loop.time()
+                    )
                 )
-            )
-            self._arm()
+                self._arm()
+            except Exception as bug:
+                self._contain(bug)
 
     def pause_writing(self) -> None:
         # The peer does not read our responses as fast as it sends requests:
@@ -430,8 +481,6 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
         raw = stream.extra(SocketAttribute.raw_socket, None)
         tune_socket(raw)
         busy = server.active >= options.max_associations
-        if not busy:
-            server.active += 1
         acceptor = VerificationAcceptor(
             options.policy,
             artim_timeout=options.acse_timeout,
@@ -441,9 +490,10 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
             dimse_timeout=options.dimse_timeout,
         )
         counted = not busy
-        now = anyio.current_time()
-        acceptor.connection_made(now)
+        if counted:
+            server.active += 1
         try:
+            acceptor.connection_made(anyio.current_time())
             while not acceptor.should_close:
                 deadline = acceptor.next_deadline()
                 stall = acceptor.stall_deadline()
@@ -504,6 +554,16 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                 acceptor.abort(anyio.current_time())
                 await _send_quietly(stream, acceptor.data_to_send(), _SHUTDOWN_ABORT_WAIT)
             raise
+        except Exception as bug:
+            # A bug met while serving this connection (whatever the peer
+            # sent, the core reports it as events): it ends this association
+            # only, never the task group and with it serve(). An A-ABORT
+            # (service provider, reason not specified: PS3.8 Table 9-26), one
+            # log line, the connection closed and its slot freed (below).
+            _log_internal_error(peer, bug)
+            if acceptor.state not in _NOTHING_TO_ABORT:
+                with anyio.CancelScope(shield=True):
+                    await _send_quietly(stream, _PROVIDER_ABORT, _SHUTDOWN_ABORT_WAIT)
         finally:
             if counted:
                 server.active -= 1
@@ -511,7 +571,13 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                 await anyio.aclose_forcefully(stream)
 
     async def serve_one(stream: ByteStream) -> None:
-        await handle(stream)
+        try:
+            await handle(stream)
+        except Exception as bug:
+            # (before the association's own guard is in place: the same rule)
+            _log_internal_error(stream.extra(SocketAttribute.remote_address, None), bug)
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, serve_one, tg)
