@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
-from . import logs, uids
+from . import arguments, logs, uids
 from .channel import Channel, ConnectOptions, ReceiveTimeout
 from .dimse import C_ECHO_RSP, decode_command, encode_echo_rq
 from .echo_driver import EchoDriver
@@ -75,6 +75,36 @@ class EchoOptions:
     user_identity: UserIdentityRQ | None = None
     #: any further User Information sub-items to send
     user_items: Sequence[UserItem] = ()
+
+    def __post_init__(self) -> None:
+        # Every field checked once, when the options are made (see
+        # `arguments`): a bad value is the caller's TypeError/ValueError,
+        # the same on every backend, before any I/O.
+        put = object.__setattr__
+        put(self, "calling_ae", arguments.ae_title(self.calling_ae, "calling_ae"))
+        put(self, "called_ae", arguments.ae_title(self.called_ae, "called_ae"))
+        syntaxes = self.transfer_syntaxes
+        if syntaxes is not uids.DEFAULT_TRANSFER_SYNTAXES:
+            put(self, "transfer_syntaxes", arguments.uid_list(syntaxes, "transfer_syntaxes"))
+        arguments.max_pdu(self.max_pdu)
+        for name in _TIMEOUT_FIELDS:
+            arguments.seconds(getattr(self, name), name)
+        arguments.ssl_context(self.ssl)
+        arguments.optional_str(self.server_hostname, "server_hostname")
+        if self.user_identity is not None and not isinstance(self.user_identity, UserIdentityRQ):
+            raise TypeError(
+                "user_identity must be a UserIdentityRQ (asyncecho.identity.user_identity()) "
+                f"or None, not {type(self.user_identity).__name__}"
+            )
+        if self.user_items != ():
+            put(
+                self,
+                "user_items",
+                arguments.instances(self.user_items, "user_items", UserItem, "User Information items"),
+            )
+
+
+_TIMEOUT_FIELDS = ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "deadline")
 
 
 def _on_asyncio() -> bool:
@@ -138,8 +168,11 @@ class Association:
     )
 
     def __init__(self, host: str, port: int, options: EchoOptions) -> None:
-        self.host = host
-        self.port = port
+        # Checked here, before any I/O, so that every backend answers alike
+        # (asyncio took None for localhost; a port out of range was a raw
+        # OverflowError, a non-int one a name-resolution failure).
+        self.host = arguments.host(host)
+        self.port = arguments.port(port)
         self.options = options
         self.id = next(_assoc_ids)
         self.upper = UpperLayer(requestor=True, max_pdu=options.max_pdu)
@@ -572,8 +605,13 @@ _DEFAULT_OPTIONS = EchoOptions()  # frozen: one for every call that changes noth
 
 
 def _options(base: EchoOptions | None, overrides: dict[str, Any]) -> EchoOptions:
-    options = base or _DEFAULT_OPTIONS
-    return replace(options, **overrides) if overrides else options
+    """`base` (or the defaults) with the keyword `overrides` applied on top
+    (the documented behaviour of echo(), verify() and associate())."""
+    if base is None:
+        base = _DEFAULT_OPTIONS
+    elif not isinstance(base, EchoOptions):
+        raise TypeError(f"options must be an EchoOptions or None, not {type(base).__name__}")
+    return replace(base, **overrides) if overrides else base
 
 
 def associate(

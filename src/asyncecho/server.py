@@ -13,11 +13,11 @@ import ipaddress
 import socket
 import ssl as _ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from . import logs, uids
+from . import arguments, logs, uids
 from .acceptor import (
     AssociationEstablished,
     AssociationRefused,
@@ -30,7 +30,6 @@ from .events import Aborted, ReleaseRequested
 from .identity import IdentityCheck
 from .negotiation import AcceptorPolicy
 from .pdu import ABORT_SOURCE_PROVIDER, Abort
-from .pdu_fields import validate_ae_title
 from .protocol_errors import ABORT_REASON_NOT_SPECIFIED
 from .state_machine import State
 from .timer_wheel import TimerWheel
@@ -75,15 +74,41 @@ class ServerOptions:
     policy: AcceptorPolicy = field(init=False)
 
     def __post_init__(self) -> None:
-        validate_ae_title(self.ae_title)
-        object.__setattr__(
+        # Every field checked (and normalised) once, here, whichever way the
+        # options are made: a bad value is a TypeError/ValueError naming it,
+        # the same on every backend, before anything listens.
+        put = object.__setattr__
+        put(self, "ae_title", arguments.ae_title(self.ae_title, "ae_title"))
+        arguments.flag(self.require_called_ae, "require_called_ae")
+        for name in ("allowed_calling_aes", "allowed_called_aes"):
+            put(self, name, arguments.ae_titles(getattr(self, name), name))
+        put(self, "allowed_networks", arguments.networks(self.allowed_networks))
+        put(
+            self,
+            "transfer_syntaxes",
+            arguments.uid_list(self.transfer_syntaxes, "transfer_syntaxes"),
+        )
+        arguments.max_pdu(self.max_pdu)
+        # 0 is meaningful: every association is rejected, transient (local
+        # limit exceeded), as echoscp --max-associations 0 does for maintenance.
+        arguments.integer(self.max_associations, "max_associations", minimum=0)
+        for name in ("acse_timeout", "dimse_timeout", "network_timeout"):
+            arguments.seconds(getattr(self, name), name, none_ok=False)
+        arguments.ssl_context(self.ssl)
+        arguments.integer(self.backlog, "backlog", minimum=0)
+        if self.identity_check is not None and not callable(self.identity_check):
+            raise TypeError(
+                "identity_check must be an async function (identity, rq) or None, "
+                f"not {type(self.identity_check).__name__}"
+            )
+        put(
             self,
             "policy",
             AcceptorPolicy(
                 ae_title=self.ae_title,
                 require_called_ae=self.require_called_ae,
-                allowed_calling_aes=frozenset(self.allowed_calling_aes),
-                allowed_called_aes=frozenset(self.allowed_called_aes),
+                allowed_calling_aes=self.allowed_calling_aes,
+                allowed_called_aes=self.allowed_called_aes,
                 supported={uids.VERIFICATION: tuple(self.transfer_syntaxes)},
                 max_pdu=self.max_pdu,
             ),
@@ -638,31 +663,38 @@ async def _send_quietly(stream: Any, data: bytes, timeout: float) -> bool:
     return False
 
 
-@asynccontextmanager
-async def serve(
+def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
     options: ServerOptions | None = None,
     **settings: Any,
-) -> AsyncIterator[Server]:
+) -> AbstractAsyncContextManager[Server]:
     """Run a Verification SCP while the block runs; `server.port` is the bound
     port (0 = ephemeral). In-flight associations are aborted on exit.
 
     Settings (see `ServerOptions`): ae_title, require_called_ae,
     allowed_calling_aes, allowed_called_aes, allowed_networks,
     transfer_syntaxes, max_pdu, max_associations, acse_timeout,
-    dimse_timeout, network_timeout, ssl, backlog.
+    dimse_timeout, network_timeout, ssl, backlog, identity_check; either as
+    keywords or as `options`, not both (a TypeError). `host` "" listens on
+    every interface.
     """
+    # Checked at the call, before anything listens, on every backend alike.
+    arguments.host(host, "host", empty_ok=True)
+    arguments.port(port, "port", zero_ok=True)
     if options is None:
-        if "allowed_networks" in settings:
-            settings["allowed_networks"] = tuple(
-                ipaddress.ip_network(n, strict=False) for n in settings["allowed_networks"]
-            )
-        for key in ("allowed_calling_aes", "allowed_called_aes"):
-            if key in settings:
-                settings[key] = frozenset(settings[key])
         options = ServerOptions(**settings)
+    elif not isinstance(options, ServerOptions):
+        raise TypeError(f"options must be a ServerOptions or None, not {type(options).__name__}")
+    else:
+        arguments.no_conflict("serve()", options, settings)
+    return _serving(host, port, options)
+
+
+@asynccontextmanager
+async def _serving(host: str, port: int, options: ServerOptions) -> AsyncIterator[Server]:
+    """The backend is the one running when the block is entered."""
     if _on_asyncio():
         async with _serve_asyncio(host, port, options) as server:
             yield server

@@ -25,7 +25,9 @@ the iteration ends. Targets never pulled get no record.
 
 from __future__ import annotations
 
+import enum
 import math
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -36,13 +38,19 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import arguments, logs
 from .client import EchoOptions, verify
-from .pdu_fields import validate_ae_title
 from .results import EchoResult, Timings
 
 DEFAULT_CONCURRENCY = 256
 DEFAULT_DEADLINE = 10.0
 DEFAULT_PORT = 104
+
+#: File descriptors a sweep leaves free beside those already open when it
+#: starts: the caller's own files, the event loop's, and the resolver
+#: threads' sockets (trio runs up to 40 lookups at once, each with a socket
+#: to the name server and a file or two).
+FD_HEADROOM = 100
 
 #: Added to the per-target deadline for the sweep's own guard: `verify()`
 #: enforces the deadline itself; the guard only bounds a slot if it did not.
@@ -60,16 +68,12 @@ class Target:
     calling_ae: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host:
-            raise ValueError(f"target host must be a non-empty string, not {self.host!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int):
-            raise TypeError(f"target port must be int, not {type(self.port).__name__}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"target port must be 1-65535, not {self.port}")
+        arguments.host(self.host, "target host")
+        arguments.port(self.port, "target port")
         for name in ("called_ae", "calling_ae"):
             title = getattr(self, name)
             if title is not None:
-                object.__setattr__(self, name, validate_ae_title(title))
+                object.__setattr__(self, name, arguments.ae_title(title, f"target {name}"))
 
     @property
     def key(self) -> tuple[str, int, str | None, str | None]:
@@ -193,16 +197,52 @@ def record_from_result(target: Target, started: datetime, result: EchoResult) ->
     )
 
 
-def _check_positive(name: str, value: float | None, *, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    if (
-        value is None
-        or isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value > 0  # also rejects NaN
-    ):
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
+def _open_fds() -> int | None:
+    """How many file descriptors this process has open (None: cannot tell)."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(folder))
+        except OSError:
+            continue
+    return None
+
+
+def socket_budget() -> tuple[int | None, int, int]:
+    """(how many more sockets this process can open keeping `FD_HEADROOM`
+    free, or None without a limit; the soft RLIMIT_NOFILE; the descriptors
+    open now). Read only: a library does not change its caller's limits
+    (the CLI, which owns its process, raises the soft limit first)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None, 0, 0
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None, soft, 0
+    in_use = _open_fds()
+    if in_use is None:  # pragma: no cover - no /proc or /dev/fd
+        in_use = 3
+    return max(1, soft - in_use - FD_HEADROOM), soft, in_use
+
+
+def clamp_concurrency(requested: int) -> int:
+    """At most as many associations in flight (one socket each) as the
+    open-file limit leaves room for: beyond it every extra connect fails
+    with EMFILE, which is our limit, not the targets' fault. Logged
+    (`sweep.concurrency_clamped`) when it clamps."""
+    budget, soft, in_use = socket_budget()
+    if budget is None or requested <= budget:
+        return requested
+    logs.log(
+        "sweep.concurrency_clamped",
+        level="warning",
+        requested=requested,
+        concurrency=budget,
+        fd_limit=soft,
+        fds_open=in_use,
+        fd_headroom=FD_HEADROOM,
+    )
+    return budget
 
 
 class Sweep:
@@ -217,17 +257,26 @@ class Sweep:
         rate: float | None,
         options: EchoOptions,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
-        _check_positive("rate", rate, allow_none=True)
-        _check_positive("deadline", options.deadline, allow_none=True)
+        requested = arguments.integer(concurrency, "concurrency", minimum=1)
+        arguments.rate(rate)
+        if not isinstance(options, EchoOptions):
+            raise TypeError(f"options must be an EchoOptions, not {type(options).__name__}")
+        if isinstance(targets, (str, bytes)) or not isinstance(
+            targets, (Iterable, AsyncIterable)
+        ):
+            raise TypeError(
+                f"targets must be an iterable of Target objects, not {type(targets).__name__}"
+            )
         self._targets = targets
-        self.concurrency = concurrency
+        #: what the caller asked for, and what runs: fewer when the open-file
+        #: limit leaves no room for so many sockets (see `clamp_concurrency`)
+        self.requested_concurrency = requested
+        self.concurrency = clamp_concurrency(requested)
         self.rate = rate
         self.options = options
         self.started = 0  # targets handed to a task so far
         self.finished = 0  # records handed to the consumer so far
-        self._slots = anyio.Semaphore(concurrency)
+        self._slots = anyio.Semaphore(self.concurrency)
         self._stopping = False
         self._entered = False
         self._in_flight: set[anyio.CancelScope] = set()
@@ -441,21 +490,33 @@ def _cancelled(target: Target, started: datetime) -> SweepRecord:
     return SweepRecord(target, "cancelled", started, detail="the sweep was stopped")
 
 
+class _Unset(enum.Enum):
+    TOKEN = 0
+
+
 def sweep(
     targets: Iterable[Target] | AsyncIterable[Target],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     rate: float | None = None,
-    deadline: float | None = DEFAULT_DEADLINE,
+    deadline: float | _Unset | None = _Unset.TOKEN,
     options: EchoOptions | None = None,
     **overrides: Any,
 ) -> Sweep:
     """Echo every target, at most `concurrency` associations at once and at
     most `rate` new ones per second; each target gets `deadline` seconds
-    from connect to release (None: only the phase timeouts).
+    from connect to release (None: only the phase timeouts; not given:
+    `options.deadline` if set, else `DEFAULT_DEADLINE`, 10 s). Giving both
+    `deadline=` and an `options` with a deadline is a TypeError.
+
+    `concurrency` is clamped to what the open-file limit allows (one socket
+    per association, `FD_HEADROOM` descriptors left free): the sweep's
+    `concurrency` attribute says what runs, and a `sweep.concurrency_clamped`
+    event is logged. The process's limits are left as they are.
 
     `options` / `overrides` are `EchoOptions` for every target (as for
-    `verify()`); a target's own AE titles win. Use as
+    `verify()`, the keywords apply on top of `options`); a target's own AE
+    titles win. Use as
 
         async with sweep(targets) as records:
             async for record in records: ...
@@ -464,6 +525,16 @@ def sweep(
     peer or the network does raises. Raises only for invalid arguments, or
     with the exception of the `targets` iterable itself.
     """
-    base = options or EchoOptions()
-    merged = replace(base, deadline=deadline, **overrides)
+    if options is None:
+        options = EchoOptions()
+    elif not isinstance(options, EchoOptions):
+        raise TypeError(f"options must be an EchoOptions or None, not {type(options).__name__}")
+    if isinstance(deadline, _Unset):
+        deadline = DEFAULT_DEADLINE if options.deadline is None else options.deadline
+    elif options.deadline is not None:
+        raise TypeError(
+            f"sweep(): the deadline is given twice (deadline={deadline!r} and "
+            f"options.deadline={options.deadline!r}): give one"
+        )
+    merged = replace(options, deadline=deadline, **overrides)  # (checks every field)
     return Sweep(targets, concurrency=concurrency, rate=rate, options=merged)
