@@ -26,6 +26,7 @@ from .pdu_items import (
     PC_ABSTRACT_SYNTAX_NOT_SUPPORTED,
     PC_ACCEPTANCE,
     PC_TRANSFER_SYNTAXES_NOT_SUPPORTED,
+    PC_USER_REJECTION,
     ImplementationClassUID,
     ImplementationVersionName,
     MaximumLength,
@@ -239,6 +240,7 @@ def build_ac(
     answers = []
     roles = {i.sop_class_uid: i for i in rq.user_items if isinstance(i, RoleSelection)}
     role_replies: list[UserItem] = []
+    replied: set[str] = set()
     for pc in rq.presentation_contexts:
         ours = policy.supported.get(pc.abstract_syntax)
         if ours is None:
@@ -252,12 +254,21 @@ def build_ac(
                 PresentationContextAC(pc.context_id, PC_TRANSFER_SYNTAXES_NOT_SUPPORTED, None)
             )
             continue
+        asked = roles.get(pc.abstract_syntax)
+        if asked is not None and not asked.scu_role:
+            # PS3.7 D.3.3.4: we act only as SCP, and the requestor has ruled
+            # out the SCU role for itself: no one could invoke an operation
+            # on this context, so it is not usable. Rejected, as pynetdicom
+            # does (user rejection), rather than accepted with no roles.
+            answers.append(PresentationContextAC(pc.context_id, PC_USER_REJECTION, None))
+            continue
         answers.append(PresentationContextAC(pc.context_id, PC_ACCEPTANCE, chosen))
-        asked = roles.pop(pc.abstract_syntax, None)
-        if asked is not None:
+        if asked is not None and asked.sop_class_uid not in replied:
             # PS3.7 D.3.3.4: we act only as SCP for what we accept, so the
-            # requestor keeps at most the SCU role it asked for.
-            role_replies.append(RoleSelection(pc.abstract_syntax, asked.scu_role, False))
+            # requestor keeps the SCU role it asked for and never the SCP
+            # role. One reply per SOP class, however many contexts carry it.
+            replied.add(asked.sop_class_uid)
+            role_replies.append(RoleSelection(pc.abstract_syntax, True, False))
     user_items = (
         implementation_items(policy.max_pdu) + tuple(role_replies) + tuple(extra_user_items)
     )
