@@ -35,18 +35,22 @@ def _lines_for(event: str, fields: MutableMapping[str, Any], debug: bool) -> lis
         # connect failure too (the A-ASSOCIATE request is Evt1, before the
         # transport connect: PS3.8 9.2).
         return [("info", "Requesting Association")]
-    if event == "associate.request":
+    if event == "associate.request.pdu":
         if not debug:
             return []
         lines = [("debug", "Request Parameters:")]
-        lines += [("debug", line) for line in pdu_dump.dump_rq(fields["rq"])]
+        lines += [("debug", line) for line in pdu_dump.dump_rq(fields["pdu"])]
+        return lines
+    if event == "associate.request":
+        return []
+    if event == "associate.accepted.pdu":
+        if not debug:
+            return []
+        lines = [("debug", "Accept Parameters:")]
+        lines += [("debug", line) for line in pdu_dump.dump_ac(fields["pdu"], fields.get("rq"))]
         return lines
     if event == "associate.accepted":
-        lines = []
-        if debug:
-            lines.append(("debug", "Accept Parameters:"))
-            lines += [("debug", line) for line in pdu_dump.dump_ac(fields["ac"], fields.get("rq"))]
-        return [*lines, ("info", "Association Accepted")]
+        return [("info", "Association Accepted")]
     if event == "echo.request":
         return [("info", f"Sending Echo Request: MsgID {fields['message_id']}")]
     if event == "echo.response":

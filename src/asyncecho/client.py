@@ -36,6 +36,7 @@ from .exceptions import (
     DimseTimeout,
     EchoError,
     EchoTimeout,
+    LocalResourceError,
     NetworkTimeout,
     NoAcceptedContext,
     ProtocolError,
@@ -45,7 +46,13 @@ from .exceptions import (
 from .exceptions import AssociationRejected as AssociationRejectedError
 from .negotiation import build_rq
 from .pdu import AssociateAC, AssociateRQ
-from .pdu_items import PC_RESULT_NAMES, UserIdentityAC, UserIdentityRQ, UserItem
+from .pdu_items import (
+    PC_RESULT_NAMES,
+    USER_IDENTITY_TYPE_NAMES,
+    UserIdentityAC,
+    UserIdentityRQ,
+    UserItem,
+)
 from .protocol_errors import PDUError
 from .results import EchoResult, Timings
 from .state_machine import Event as Evt
@@ -214,7 +221,7 @@ class Association:
             self._deadline = self._started + options.deadline
         self.upper.request(self.rq)  # Evt1 -> AE-1: open the transport
         if logs.enabled:
-            logs.log("connect.start", assoc=self.id, peer=self._peer_text)
+            self._log("connect.start", tls=options.ssl is not None)
         timeout, kind = self._limit(options.connect_timeout, ConnectTimeout, self._started)
         connect = ConnectOptions(
             self.host,
@@ -230,20 +237,15 @@ class Association:
     def _connect_failed(self, exc: OSError, kind: type[EchoTimeout]) -> EchoError:
         """The typed failure for what the transport connect raised."""
         if isinstance(exc, TimeoutError):
-            logs.log("connect.timeout", level="error", assoc=self.id, peer=self._peer_text)
             options = self.options
-            return kind(options.connect_timeout if kind is ConnectTimeout else options.deadline)
+            timeout = kind(options.connect_timeout if kind is ConnectTimeout else options.deadline)
+            self._log_failure("connect.timeout", timeout, timeout=timeout.timeout)
+            return timeout
         if isinstance(exc, _ssl.SSLError):
             return self._tls_failed(exc)
         root = _root_os_error(exc)
         error = connection_error(root if isinstance(root, OSError) else exc, self.host, self.port)
-        logs.log(
-            "connect.failed",
-            level="error",
-            reason=error.reason,
-            assoc=self.id,
-            peer=self._peer_text,
-        )
+        self._log_failure("connect.failed", error, reason=error.reason, errno=error.errno)
         return error
 
     async def _connect(self) -> None:
@@ -269,8 +271,8 @@ class Association:
         assert channel is not None
         options = self.options
         now = channel.now()
-        log_fields: dict[str, Any] = {"assoc": self.id, "peer": f"{self.host}:{self.port}"}
-        logs.log("associate.request", rq=self.rq, **log_fields)
+        if logs.enabled:
+            self._log_request()
         self.upper.connection_made(now)  # Evt2 -> AE-2: send the A-ASSOCIATE-RQ
         await channel.send(self.upper.data_to_send())
         event = await self._next_event(AcseTimeout, options.acse_timeout)
@@ -278,13 +280,8 @@ class Association:
             self._raise_for(event)
         self._accepted(event.ac)
         self.associate_time = channel.now() - now
-        logs.log(
-            "associate.accepted",
-            ac=event.ac,
-            rq=self.rq,
-            seconds=self.associate_time,
-            **log_fields,
-        )
+        if logs.enabled:
+            self._log_accepted()
         if not self.context_id:
             error = self._no_context()
             await self._release_quietly()
@@ -296,20 +293,26 @@ class Association:
         results = {
             pc.context_id: PC_RESULT_NAMES[pc.result] for pc in self.ac.presentation_contexts
         }
-        logs.log("associate.no_context", level="error", assoc=self.id, peer=self._peer_text)
-        return NoAcceptedContext(results)
+        error = NoAcceptedContext(results)
+        self._log_failure(
+            "associate.no_context",
+            error,
+            results=[f"{cid}: {name}" for cid, name in sorted(results.items())],
+        )
+        return error
 
     def _tls_failed(self, exc: _ssl.SSLError) -> TLSHandshakeFailed:
         from .tls import describe_ssl_error
 
         why = describe_ssl_error(exc)
-        logs.log("connect.tls_failed", level="error", assoc=self.id, reason=why)
-        return TLSHandshakeFailed(
+        error = TLSHandshakeFailed(
             f"TLS handshake with {self.host}:{self.port} failed: {why}",
             host=self.host,
             port=self.port,
             os_error=exc,
         )
+        self._log_failure("connect.tls_failed", error, reason=why)
+        return error
 
     def _accepted(self, ac: AssociateAC) -> None:
         self.ac = ac
@@ -359,8 +362,9 @@ class Association:
                 value = {NetworkTimeout: network, DeadlineExceeded: self.options.deadline}.get(
                     kind, phase_timeout
                 )
-                logs.log("timeout", level="error", assoc=self.id, phase=kind.phase)
-                raise kind(value) from None
+                error = kind(value)
+                self._log_timeout(error)
+                raise error from None
             now = channel.now()
             if not data and isinstance(channel.error, _ssl.SSLError):
                 # TLS 1.3 reports a refused client certificate after the
@@ -384,8 +388,18 @@ class Association:
     def _raise_for(self, event: Event) -> NoReturn:
         """Turn an event that ends the association into its exception."""
         if isinstance(event, AssociationRejected):
-            logs.log("associate.rejected", level="error", assoc=self.id, rj=event.rj)
-            raise AssociationRejectedError(event.rj)
+            rejected = AssociationRejectedError(event.rj)
+            self._log_failure(
+                "associate.rejected",
+                rejected,
+                result=rejected.result_name,
+                source=rejected.source_name,
+                reason=rejected.reason_name,
+                result_code=rejected.result,
+                source_code=rejected.source,
+                reason_code=rejected.reason,
+            )
+            raise rejected
         if isinstance(event, Aborted):
             if event.error is not None or not (event.by_peer or event.connection_lost):
                 # AA-8: our upper layer aborted, for an invalid PDU or for a
@@ -395,33 +409,42 @@ class Association:
                     if event.error is not None
                     else "unexpected PDU for the state of the association"
                 )
-                logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
-                raise ProtocolError(f"protocol error from the peer, association aborted: {problem}")
+                raise self._protocol_error(problem)
             if event.connection_lost:
-                logs.log("aborted", level="error", assoc=self.id, reason="connection closed")
                 hint = ""
                 if self.channel is not None and self.channel.tls_version and self.ac is None:
                     # TLS 1.3 checks a client certificate after the handshake;
                     # asyncio reports the peer's alert only as a close.
                     hint = " (over TLS: the peer may require a client certificate we did not send)"
-                raise AssociationAborted(
+                closed = AssociationAborted(
                     "the peer closed the connection during the association" + hint
                 )
-            logs.log(
-                "aborted", level="error", assoc=self.id, source=event.source, reason=event.reason
-            )
+                self._log_failure("aborted", closed, reason="connection closed")
+                raise closed
             from .pdu import Abort
 
             pdu = Abort(event.source, event.reason)
-            raise AssociationAborted(
+            aborted = AssociationAborted(
                 "association aborted by the peer "
                 f"(source: {pdu.source_name}, reason: {pdu.reason_name})",
                 source=event.source,
                 reason=event.reason,
             )
+            self._log_failure(
+                "aborted",
+                aborted,
+                reason="A-ABORT",
+                source=pdu.source_name,
+                abort_reason=pdu.reason_name,
+            )
+            raise aborted
         if isinstance(event, ReleaseRequested):
-            raise AssociationAborted("the peer released the association with a request outstanding")
-        raise ProtocolError(f"unexpected {type(event).__name__} from the peer")
+            released = AssociationAborted(
+                "the peer released the association with a request outstanding"
+            )
+            self._log_failure("aborted", released, reason="A-RELEASE-RQ with a request outstanding")
+            raise released
+        raise self._protocol_error(f"unexpected {type(event).__name__} from the peer")
 
     # --- the service --------------------------------------------------------------------
 
@@ -435,12 +458,17 @@ class Association:
         if upper.state is State.STA6:
             # (otherwise a pending event ended the association: it is raised below)
             upper.send_message(self.context_id, encode_echo_rq(message_id))
-            logs.log("echo.request", assoc=self.id, message_id=message_id)
+            if logs.enabled:
+                self._log("echo.request", message_id=message_id)
             await channel.send(upper.data_to_send())
+        start = channel.now()
         while True:
             event = await self._next_event(DimseTimeout, self.options.dimse_timeout)
             if isinstance(event, MessageReceived):
-                return await self._echo_response(event, message_id)
+                status = await self._echo_response(event, message_id)
+                if logs.enabled:
+                    self._log_echo_response(message_id, status, channel.now() - start)
+                return status
             if isinstance(event, ReleaseRequested):
                 # The peer released with our request outstanding: answer
                 # it (PS3.8 Evt14) rather than leave it waiting, then fail.
@@ -466,16 +494,18 @@ class Association:
             return 0, "C-ECHO-RSP has no Status (0000,0900)"
         if message.data_set is not None or command.has_data_set:
             return 0, "C-ECHO-RSP carries a data set"
-        if logs.enabled:
-            logs.log("echo.response", assoc=self.id, message_id=message_id, status=command.status)
         return command.status, None
 
     def _violation(self, problem: str, now: float) -> ProtocolError:
         """PS3.8 AA-8 for a response we cannot accept: a service-provider
         A-ABORT (reason: invalid PDU parameter value) goes out."""
-        logs.log("protocol_error", level="error", assoc=self.id, reason=problem)
         self.upper.protocol_violation(PDUError(problem, 0), now)
-        return ProtocolError(f"protocol error from the peer, association aborted: {problem}")
+        return self._protocol_error(problem)
+
+    def _protocol_error(self, problem: str) -> ProtocolError:
+        error = ProtocolError(f"protocol error from the peer, association aborted: {problem}")
+        self._log_failure("protocol_error", error, reason=problem)
+        return error
 
     async def _echo_response(self, event: MessageReceived, message_id: int) -> int:
         status, problem = self._check_echo_response(event, message_id)
@@ -497,7 +527,8 @@ class Association:
             # (otherwise the read that ended the last phase also ended, or
             # began to release, the association: the pending events say how)
             upper.release()
-            logs.log("release.request", assoc=self.id)
+            if logs.enabled:
+                self._log("release.request")
             await channel.send(upper.data_to_send())
         try:
             while self._pending or not upper.should_close:
@@ -522,7 +553,8 @@ class Association:
             raise
         await channel.aclose()
         self.release_time = channel.now() - start
-        logs.log("release.confirmed", assoc=self.id, seconds=self.release_time)
+        if logs.enabled:
+            self._log_released()
 
     async def _answer_release(self) -> None:
         """A-RELEASE response (Evt14), unless a later PDU of the same read
@@ -535,7 +567,7 @@ class Association:
 
     async def abort(self) -> None:
         """A-ABORT (PS3.8 7.3): send it and close at once."""
-        logs.log("abort.request", assoc=self.id)
+        self._log("abort.request")
         await self._abort_now()
 
     async def _abort_now(self) -> None:
@@ -554,6 +586,83 @@ class Association:
             await self.release()
         except EchoError:
             await self._abort_now()
+
+    # --- log events ------------------------------------------------------------------
+    # One place for each event's fields, so that they are the same whichever
+    # path runs the association (this coroutine one, or echo_driver's on
+    # asyncio): every event has `assoc` and `peer`; the values are flat
+    # (str, int, float, bool, None, lists of str), never PDU objects, except
+    # in the two debug-level `*.pdu` events that exist to carry the PDU.
+    # Callers on the hot path test `logs.enabled` first.
+
+    def _log(self, event: str, level: str = "info", **fields: Any) -> None:
+        logs.log(event, level, assoc=self.id, peer=self._peer_text, **fields)
+
+    def _log_request(self) -> None:
+        """associate.request: what we propose (the connect is done by now)."""
+        rq, options = self.rq, self.options
+        # The PDU itself only in a debug event of its own, for a renderer
+        # that dumps it (the CLI's -d; its repr never shows a passcode).
+        self._log("associate.request.pdu", "debug", pdu=rq)
+        contexts = rq.presentation_contexts
+        identity = options.user_identity
+        self._log(
+            "associate.request",
+            calling_ae=rq.calling_ae,
+            called_ae=rq.called_ae,
+            contexts=len(contexts),
+            abstract_syntaxes=sorted({pc.abstract_syntax for pc in contexts}),
+            transfer_syntaxes=list(options.transfer_syntaxes),
+            max_pdu=options.max_pdu,
+            user_identity=None
+            if identity is None
+            else USER_IDENTITY_TYPE_NAMES.get(identity.identity_type, str(identity.identity_type)),
+            tls_version=self.channel.tls_version if self.channel is not None else None,
+            connect_seconds=self.connect_time,
+        )
+
+    def _log_accepted(self) -> None:
+        ac = self.ac
+        assert ac is not None
+        self._log("associate.accepted.pdu", "debug", pdu=ac, rq=self.rq)
+        self._log(
+            "associate.accepted",
+            calling_ae=self.rq.calling_ae,
+            called_ae=self.rq.called_ae,
+            peer_ae=ac.called_ae,
+            contexts_accepted=sum(1 for pc in ac.presentation_contexts if pc.result == 0),
+            transfer_syntax=self.transfer_syntax,
+            peer_max_pdu=ac.max_length,
+            peer_implementation_class_uid=ac.implementation_class_uid,
+            peer_implementation_version_name=ac.implementation_version_name,
+            seconds=self.associate_time,
+        )
+
+    def _log_echo_response(self, message_id: int, status: int, seconds: float) -> None:
+        from .dimse import status_name
+
+        self._log(
+            "echo.response",
+            message_id=message_id,
+            status=status,
+            status_name=status_name(status),
+            seconds=seconds,
+        )
+
+    def _log_released(self) -> None:
+        total = self.channel.now() - self._started if self.channel is not None else None
+        self._log("release.confirmed", seconds=self.release_time, total_seconds=total)
+
+    def _log_timeout(self, error: EchoTimeout) -> None:
+        self._log_failure("timeout", error, phase=error.phase, timeout=error.timeout)
+
+    def _log_failure(self, event: str, error: EchoError, **fields: Any) -> None:
+        """A failure: a warning when the peer or the network is the cause (a
+        target being down is no error of this program), an error when this
+        machine is (LocalResourceError)."""
+        if logs.enabled:
+            level = "error" if isinstance(error, LocalResourceError) else "warning"
+            self._log(event, level, outcome=error.outcome, **fields)
 
     # --- what the association is --------------------------------------------------------
 

@@ -80,9 +80,7 @@ class EchoDriver:
         assoc = self.assoc
         now = self.channel.now()
         if logs.enabled:
-            logs.log(
-                "associate.request", assoc=assoc.id, peer=f"{assoc.host}:{assoc.port}", rq=assoc.rq
-            )
+            assoc._log_request()
         assoc.upper.connection_made(now)
         self.channel.write(assoc.upper.data_to_send())
         self._enter(_ASSOCIATE, AcseTimeout, assoc.options.acse_timeout, now)
@@ -103,7 +101,7 @@ class EchoDriver:
             # association: its event comes next and says how)
             assoc.upper.send_message(assoc.context_id, encode_echo_rq(_MESSAGE_ID))
             if logs.enabled:
-                logs.log("echo.request", assoc=assoc.id, message_id=_MESSAGE_ID)
+                assoc._log("echo.request", message_id=_MESSAGE_ID)
             self.channel.write(assoc.upper.data_to_send())
         self._enter(_ECHO, DimseTimeout, assoc.options.dimse_timeout, now)
 
@@ -112,7 +110,7 @@ class EchoDriver:
         if upper.state is _STA6:
             upper.release()
             if logs.enabled:
-                logs.log("release.request", assoc=self.assoc.id)
+                self.assoc._log("release.request")
             self.channel.write(upper.data_to_send())
         self._enter(_RELEASE, AcseTimeout, self.assoc.options.acse_timeout, now)
 
@@ -171,13 +169,7 @@ class EchoDriver:
             assoc._accepted(event.ac)
             assoc.associate_time = now - self._started_phase
             if logs.enabled:
-                logs.log(
-                    "associate.accepted",
-                    assoc=assoc.id,
-                    ac=event.ac,
-                    rq=assoc.rq,
-                    seconds=assoc.associate_time,
-                )
+                assoc._log_accepted()
             if assoc.context_id:
                 self._send_echo(now)
                 return
@@ -192,6 +184,8 @@ class EchoDriver:
                     raise error
                 assoc.status = status
                 assoc.echo_time = now - self._started_phase
+                if logs.enabled:
+                    assoc._log_echo_response(_MESSAGE_ID, status, assoc.echo_time)
                 self._send_release(now)
                 return
             if isinstance(event, ReleaseRequested):
@@ -224,7 +218,7 @@ class EchoDriver:
         self.channel.close()
         assoc.release_time = now - self._started_phase
         if logs.enabled:
-            logs.log("release.confirmed", assoc=assoc.id, seconds=assoc.release_time)
+            assoc._log_released()
         if self.pending_error is not None:
             self._fail(self.pending_error)
         elif not self.done.done():
@@ -276,5 +270,6 @@ class EchoDriver:
             self.channel.call_at(when)  # data came meanwhile: not idle
             return
         self.abort()
-        logs.log("timeout", level="error", assoc=self.assoc.id, phase=kind.phase)
-        self._fail(kind(value))
+        error = kind(value)
+        self.assoc._log_timeout(error)
+        self._fail(error)
