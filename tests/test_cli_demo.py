@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,61 @@ def test_demo_help() -> None:
     result = run_demo("--help")
     assert (result.returncode, result.stderr) == (0, "")
     assert "--count" in result.stdout
+
+
+# --- the open-file limit (issue #13: 257,434 tracebacks under `ulimit -n 1024`) --------
+
+MASS_FAILURE = """\
+import sys
+from asyncecho import cli_demo
+# as before the fix: every association at once, whatever the open-file limit
+cli_demo.concurrency_for = lambda count: (count, "")
+sys.exit(cli_demo.main(["-n", "600"]))
+"""
+
+
+def _limit_open_files(soft: int, hard: int | None) -> Callable[[], None]:
+    def limit() -> None:
+        _, current_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, current_hard if hard is None else hard))
+
+    return limit
+
+
+def _run_limited(argv: list[str], soft: int, hard: int | None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        preexec_fn=_limit_open_files(soft, hard),
+    )
+    assert "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert len(result.stdout.splitlines()) < 100, result.stdout[-3000:]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard"),
+    [(1024, None), (1024, 1024), (256, 256)],
+    ids=["soft-1024", "soft-and-hard-1024", "soft-and-hard-256"],
+)
+def test_demo_works_under_a_low_open_file_limit(soft: int, hard: int | None) -> None:
+    result = _run_limited([sys.executable, "-m", "asyncecho", "demo"], soft, hard)
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout.splitlines()
+    assert any(re.match(r"2000/2000 succeeded, 0 failed, in ", line) for line in out), out
+    limited = [line for line in out if "at a time: the open-file limit" in line]
+    if hard is None:
+        assert limited == [], out  # the soft limit is raised, as sweep does
+    else:
+        assert len(limited) == 1, out
+        assert f"(ulimit -n {soft}, hard {hard})" in limited[0]
+
+
+def test_a_mass_failure_is_summed_up_not_printed_per_association() -> None:
+    result = _run_limited([sys.executable, "-c", MASS_FAILURE], 256, 256)
+    assert result.returncode == 1, result.stdout[-3000:]
+    out = result.stdout.splitlines()
+    assert any(line.startswith("failures: ") for line in out), out

@@ -30,15 +30,75 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+#: Descriptors kept free beside the associations: standard streams, the
+#: listening socket, the event loop's own, a resolver thread's.
+FD_HEADROOM = 64
+
+#: Client and server share this process: an association holds the client's
+#: socket and the server's accepted one, and the server's may outlive the
+#: client's by a loop iteration (it closes on the client's FIN, PS3.8 9.1.6):
+#: three descriptors per slot keep accept() clear of EMFILE.
+FDS_PER_SLOT = 3
+
+#: Per association, connect to release: a demo never waits 30 s on one.
+DEADLINE = 10.0
+
+
+def concurrency_for(count: int) -> tuple[int, str]:
+    """How many associations may be in flight at once under the open-file
+    limit (raised toward the hard limit first), and a line saying so when
+    that is fewer than `count`."""
+    from .cli_sweep import raise_open_file_limit
+
+    limits = raise_open_file_limit(FDS_PER_SLOT * count + FD_HEADROOM)
+    if limits is None:  # unlimited, or not POSIX
+        return count, ""
+    soft, hard = limits
+    allowed = max(1, (soft - FD_HEADROOM) // FDS_PER_SLOT)
+    if allowed >= count:
+        return count, ""
+    return allowed, (
+        f"at most {allowed} at a time: the open-file limit (ulimit -n {soft}, hard {hard}) "
+        "allows no more with client and server in this one process"
+    )
+
+
+class LoopErrors:
+    """The event loop's exception handler for the mass part: a failure that
+    hits every association (say, EMFILE on accept) is counted and summed up
+    in a few lines at the end, never printed with a traceback each."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, _loop: object, context: dict[str, object]) -> None:
+        exc = context.get("exception")
+        what = str(context.get("message") or "error")
+        if isinstance(exc, BaseException):
+            what += f" ({type(exc).__name__}: {exc})"
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def summary(self, shown: int = 3) -> list[str]:
+        ordered = sorted(self.counts.items(), key=lambda item: -item[1])
+        lines = [f"the event loop reported {sum(self.counts.values())} error(s):"]
+        lines += [f"  {count} x {what}" for what, count in ordered[:shown]]
+        if len(ordered) > shown:
+            lines.append(f"  and {len(ordered) - shown} other kind(s)")
+        return lines if ordered else []
+
+
 async def run(count: int) -> int:
     import asyncio
     import time
 
     from . import logs
     from .cli_output import CliLog
-    from .client import echo, verify
+    from .client import EchoResult, echo, verify
     from .server import serve
 
+    slots, limited = concurrency_for(count)
+    loop = asyncio.get_running_loop()
+    errors = LoopErrors()
     async with serve("127.0.0.1", 0) as server:
         print(f"Started a Verification SCP (asyncecho serve) on 127.0.0.1:{server.port}\n")
         # flushed: the echo's lines go to stderr and must come after this one
@@ -59,12 +119,33 @@ async def run(count: int) -> int:
             if seconds is not None
         )
         print(f"\nEcho status {result.status_name}: {phases}\n")
-        print(
-            f"Now {count} concurrent associations (associate, C-ECHO, release) on one event loop ..."
-        )
-        start = time.perf_counter()
-        results = await asyncio.gather(*(verify("127.0.0.1", server.port) for _ in range(count)))
-        elapsed = time.perf_counter() - start
+        if limited:
+            print(
+                f"Now {count} associations (associate, C-ECHO, release) on one event loop, "
+                f"{limited} ...",
+                flush=True,
+            )
+        else:
+            print(
+                f"Now {count} concurrent associations (associate, C-ECHO, release) "
+                "on one event loop ...",
+                flush=True,
+            )
+        results: list[EchoResult] = []
+        pending = iter(range(count))
+
+        async def worker() -> None:
+            for _ in pending:
+                results.append(await verify("127.0.0.1", server.port, deadline=DEADLINE))
+
+        previous = loop.get_exception_handler()
+        loop.set_exception_handler(errors)
+        try:
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(min(slots, count))))
+            elapsed = time.perf_counter() - start
+        finally:
+            loop.set_exception_handler(previous)
     ok = [r for r in results if r.ok]
     latencies = [r.timings.total for r in ok if r.timings.total is not None]
     failed = len(results) - len(ok)
@@ -82,6 +163,8 @@ async def run(count: int) -> int:
             if not r.ok:
                 outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
         print("failures:", ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
+    for line in errors.summary():
+        print(line)
     return 0 if not failed else 1
 
 
