@@ -93,7 +93,8 @@ async def run(count: int) -> int:
 
     from . import logs
     from .cli_output import CliLog
-    from .client import EchoResult, echo, verify
+    from .client import echo, verify
+    from .results import EchoResult
     from .server import serve
 
     slots, limited = concurrency_for(count)

@@ -315,15 +315,14 @@ async def _pipe_targets(
 # --- limits ----------------------------------------------------------------------------
 
 
-def clamp_concurrency(requested: int, log: CliLog) -> int:
-    """Keep the associations (one socket each) below the open-file limit:
-    raise the soft limit toward the hard one if need be, else use fewer."""
+def raise_open_file_limit(need: int) -> tuple[int, int] | None:
+    """Raise the soft open-file limit toward `need`, no higher than the hard
+    limit; the (soft, hard) limits after, or None if there is no limit."""
     try:
         import resource
     except ImportError:  # pragma: no cover - not on POSIX
-        return requested
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = requested + FD_HEADROOM
     infinite = resource.RLIM_INFINITY
     if soft != infinite and soft < need:
         wanted = need if hard == infinite else min(need, hard)
@@ -333,13 +332,25 @@ def clamp_concurrency(requested: int, log: CliLog) -> int:
                 soft = wanted
             except (ValueError, OSError):
                 pass
-    if soft == infinite or requested <= soft - FD_HEADROOM:
+    if soft == infinite:
+        return None
+    return soft, hard
+
+
+def clamp_concurrency(requested: int, log: CliLog) -> int:
+    """Keep the associations (one socket each) below the open-file limit:
+    raise the soft limit toward the hard one if need be, else use fewer."""
+    import resource
+
+    limits = raise_open_file_limit(requested + FD_HEADROOM)
+    if limits is None or requested <= limits[0] - FD_HEADROOM:
         return requested
+    soft, hard = limits
     allowed = max(1, soft - FD_HEADROOM)
     log.say(
         "warning",
         f"--concurrency {requested} needs more open files than the limit allows "
-        f"(ulimit -n: {soft}, hard {'unlimited' if hard == infinite else hard}): "
+        f"(ulimit -n: {soft}, hard {'unlimited' if hard == resource.RLIM_INFINITY else hard}): "
         f"using {allowed}",
     )
     return allowed
