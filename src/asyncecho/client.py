@@ -175,11 +175,8 @@ class Association:
     )
 
     def __init__(self, host: str, port: int, options: EchoOptions) -> None:
-        # Checked here, before any I/O, so that every backend answers alike
-        # (asyncio took None for localhost; a port out of range was a raw
-        # OverflowError, a non-int one a name-resolution failure).
-        self.host = arguments.host(host)
-        self.port = arguments.port(port)
+        self.host = host
+        self.port = port
         self.options = options
         self.id = next(_assoc_ids)
         self.upper = UpperLayer(requestor=True, max_pdu=options.max_pdu)
@@ -723,12 +720,20 @@ def _options(base: EchoOptions | None, overrides: dict[str, Any]) -> EchoOptions
     return replace(base, **overrides) if overrides else base
 
 
+def _checked(host: str, port: int) -> tuple[str, int]:
+    """Checked before any I/O, so that every backend answers alike (asyncio
+    took None for localhost; a port out of range was a raw OverflowError,
+    an ExceptionGroup on trio, and a str port a name-resolution failure)."""
+    return arguments.host(host), arguments.port(port)
+
+
 def associate(
     host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
 ) -> AbstractAsyncContextManager[Association]:
     """Open an association for several echoes (`await assoc.echo()`, message
     IDs 1, 2, ...): released on normal exit, aborted on an exception or
     cancellation."""
+    host, port = _checked(host, port)
     return _associated(Association(host, port, _options(options, overrides)))
 
 
@@ -783,6 +788,7 @@ async def echo(
     Raises an `EchoError` subclass for anything the peer or the network did;
     a non-success status is returned in the result, not raised.
     """
+    host, port = _checked(host, port)
     assoc = Association(host, port, _options(options, overrides))
     try:
         if not _on_asyncio():
