@@ -30,6 +30,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
+import anyio
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
@@ -39,11 +40,13 @@ from asyncecho import Server, echo, logs, serve
 from asyncecho.acceptor import VerificationAcceptor
 from asyncecho.dimse import decode_command, encode_echo_rq, encode_echo_rsp
 from asyncecho.events import Aborted, AssociationAccepted, Event, MessageReceived
+from asyncecho.exceptions import EchoError, ProtocolError
 from asyncecho.negotiation import AcceptorPolicy, build_ac, build_rq
 from asyncecho.pdu import (
     PDV,
     Abort,
     AssociateRJ,
+    AssociateRQ,
     PDataTF,
     ReleaseRP,
     ReleaseRQ,
@@ -52,7 +55,15 @@ from asyncecho.pdu import (
 from asyncecho.protocol_errors import PDUError
 from asyncecho.state_machine import Event as Evt
 from asyncecho.upper_layer import UpperLayer
-from hostile import summary, wait_until
+from hostile import (
+    PeerConnection,
+    Script,
+    ac_for,
+    hostile_scp,
+    scu_call,
+    summary,
+    wait_until,
+)
 
 LONG_RUN = os.environ.get("ASYNCECHO_FUZZ") == "1"
 CORE_EXAMPLES = 3000 if LONG_RUN else 300
@@ -397,21 +408,27 @@ def live_server(backend: str) -> Iterator[LiveServer]:
             yield LiveServer(portal, server, loop_errors)
 
 
-def raw_exchange(port: int, reads: list[bytes]) -> tuple[bytes, bool]:
+def raw_exchange(port: int, reads: list[bytes], *, answered: bool = False) -> tuple[bytes, bool]:
     """Send `reads` (a pause between, so that they arrive as separate reads
-    where the kernel allows), half-close, and read until the server closes:
-    (what it sent, whether it reset the connection)."""
+    where the kernel allows; with `answered`, the first is answered before
+    the rest go), half-close, and read until the server closes: (what it
+    sent, whether it reset the connection)."""
     with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        received = bytearray()
         try:
             for i, data in enumerate(reads):
-                if i:
+                if i == 1 and answered:
+                    while len(received) < 6 or len(received) < 6 + int.from_bytes(
+                        received[2:6], "big"
+                    ):
+                        received += sock.recv(65536)
+                elif i:
                     time.sleep(0.001)
                 sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server closed first (it took an A-ABORT, say): read what it sent
-        received = bytearray()
         while True:
             try:
                 data = sock.recv(65536)
@@ -495,7 +512,9 @@ def test_serve_contains_a_bug_to_its_connection(
         with live_server(backend) as live:
             monkeypatch.setattr(VerificationAcceptor, "receive_data", buggy)
             for _ in range(3):
-                sent, _reset = raw_exchange(live.server.port, [RQ, command(encode_echo_rq(1))])
+                sent, _reset = raw_exchange(
+                    live.server.port, [RQ, command(encode_echo_rq(1))], answered=True
+                )
                 assert summary(sent) == ["AC", "ABORT(2,0)"]
                 live.settle()
             monkeypatch.undo()
@@ -507,3 +526,83 @@ def test_serve_contains_a_bug_to_its_connection(
     assert [event for event, _ in errors] == ["scp.internal_error"] * 3
     assert all(fields["error"] == "RuntimeError: injected" for _, fields in errors)
     assert all(str(fields["peer"]).startswith("127.0.0.1:") for _, fields in errors)
+
+
+# --- our SCU against a raw loopback SCP ---------------------------------------------------------
+
+CALLS = ["echo", "verify", "associate"]
+
+
+def split_sender(chunks: Callable[[AssociateRQ], list[bytes]], *, after_echo: bool) -> Script:
+    """A raw SCP: read the RQ (and, if `after_echo`, accept and read the
+    C-ECHO-RQ), then send `chunks(rq)` as separate writes."""
+
+    async def script(conn: PeerConnection) -> None:
+        rq = await conn.expect_rq()
+        if after_echo:
+            await conn.send(ac_for(rq))
+            await conn.expect_echo_rq()
+        for i, data in enumerate(chunks(rq)):
+            if i:
+                await anyio.sleep(0.001)  # separate reads, where the kernel allows
+            await conn.send(data)
+
+    return script
+
+
+def run_scu(
+    backend: str, kind: str, script: Script, *, hold: float = BOUND
+) -> tuple[EchoError | None, list[str]]:
+    """`kind` (echo, verify, associate) on `backend` against `script` (the
+    peer closes `hold` s after it, unless we did): the error it ended in
+    and the PDUs it sent."""
+    name, options = needs(backend)
+
+    async def main() -> tuple[EchoError | None, list[str]]:
+        async with hostile_scp(script, hold=hold) as peer:
+            with anyio.fail_after(BOUND):
+                error = await scu_call(kind, peer.port, {"acse_timeout": BOUND})
+                conn = await peer.connection()
+                await conn.ended.wait()  # we closed it
+            return error, conn.pdus()
+
+    return anyio.run(main, backend=name, backend_options=options)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("name", sorted(BAD_RESPONSES))
+def test_scu_aborts_malformed_response_split_anywhere(backend: str, name: str) -> None:
+    """A malformed C-ECHO-RSP cut in two: ProtocolError (outcome
+    "protocol-error") from echo(), verify() and associate(), and our A-ABORT
+    (service provider, invalid parameter value) on the wire."""
+    bad = BAD_RESPONSES[name]
+    for at in (1, 7, len(bad) // 2, len(bad) - 1):
+
+        def halves(_rq: AssociateRQ, at: int = at) -> list[bytes]:
+            return [bad[:at], bad[at:]]
+
+        for kind in CALLS:
+            error, sent = run_scu(backend, kind, split_sender(halves, after_echo=True))
+            assert isinstance(error, ProtocolError), (kind, at, error)
+            assert error.outcome == "protocol-error"
+            assert sent == ["RQ", "P-DATA", "ABORT(2,6)"], (kind, at)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_scu_takes_any_split_corrupted_stream(backend: str) -> None:
+    """Whatever a raw SCP answers, corrupted and cut anywhere: echo(),
+    verify() and associate() end in success or an EchoError, never anything
+    else, and close the connection."""
+
+    @TRANSPORT
+    @given(stream=scp_stream(), points=cuts_st, kind=st.sampled_from(CALLS))
+    def feed(stream: bytes, points: list[int], kind: str) -> None:
+        def chunks(_rq: AssociateRQ) -> list[bytes]:
+            return cut(stream, points)
+
+        # The peer closes once it has sent it all: a truncated answer ends
+        # at once (the connection lost), not after a timeout.
+        error, _sent = run_scu(backend, kind, split_sender(chunks, after_echo=False), hold=0.0)
+        assert error is None or isinstance(error, EchoError)
+
+    feed()
