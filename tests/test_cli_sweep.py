@@ -247,6 +247,14 @@ def test_cidr_cap_can_be_raised(tmp_path: Path) -> None:
         (["--format", "xml", "-"], "invalid choice"),
         (["--resume", "/nonexistent/out.jsonl", "-"], "E: cannot read --resume file"),
         ([], "the following arguments are required: TARGETS"),
+        # issue #13: tracebacks, or a sweep that recorded every target as `error`
+        (["--rate", "nan", "-"], "must be a finite number"),
+        (["--rate", "inf", "-"], "must be a finite number"),
+        (["--rate", "1e-300", "-"], "must be at least"),
+        (["--deadline", "nan", "-"], "seconds must be a finite number"),
+        (["--deadline", "inf", "-"], "seconds must be a finite number"),
+        (["-ta", "nan", "-"], "seconds must be a finite number"),
+        (["-pdu", "1099511627776", "-"], "a 32-bit length"),
     ],
 )
 def test_usage_errors_exit_2_without_a_traceback(args: list[str], message: str) -> None:
@@ -389,21 +397,258 @@ def test_interrupt_loses_no_record_and_resume_completes_the_rest(
         else:
             assert len(first) == 35  # every target has its record
 
-        # --resume: only the cancelled and not started ones run again,
-        # appended to the same file
+        assert f"--resume {out} -o {out} checks the rest" in stderr
+
+        # --resume: only the cancelled and not started ones run again, and
+        # the file ends with one final record per target (no cancelled left)
         resumed = sweep_cli(
             targets, "-o", str(out), "--resume", str(out), "--deadline", "0.5", "-c", "256"
         )
     assert resumed.returncode == 1, resumed.stderr
-    assert "skipped 5 targets already done in the --resume file" in resumed.stderr
-    assert "sweep: 30 targets in" in resumed.stderr
-    final = {
-        name: [o for o in outcomes if o != "cancelled"]
-        for name, outcomes in final_records(out).items()
-    }
+    assert f"sweep: 35 targets (5 from --resume {out}, 30 in " in resumed.stderr
+    assert "5 ok, 30 failed" in resumed.stderr
+    final = final_records(out)
     assert len(final) == 35
     assert all(len(outcomes) == 1 for outcomes in final.values())
     assert Counter(outcomes[0] for outcomes in final.values()) == {
         "success": 5,
         "timeout-deadline": 30,
     }
+
+
+# --- issue #13: exit codes that tell the truth, output files --------------------------
+
+
+def run_sweep(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = sweep_cli(*args, **kwargs)
+    assert_clean(result.stderr)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("lines", "why"),
+    [
+        ([], "it names no target"),
+        (["# only a comment", ""], "it names no target"),
+        (["bad host", "127.0.0.1:99999"], "every line of it is bad (2 bad line(s))"),
+        (["name,port", "127.0.0.1,104"], "every line of it is bad (2 bad line(s))"),
+        (["127.0.0.0/8"], "every line of it is bad (1 bad line(s))"),
+    ],
+    ids=["empty", "comments-only", "every-line-bad", "csv-without-host", "cidr-over-the-limit"],
+)
+def test_a_sweep_that_checked_nothing_is_a_usage_error(
+    tmp_path: Path, lines: list[str], why: str
+) -> None:
+    targets = write(tmp_path, "targets.txt", lines)
+    result = run_sweep(targets)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert f"E: {targets}: nothing to check: {why}" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "bad host\n"], ids=["empty", "comment", "bad"])
+def test_a_pipe_that_names_no_target_is_a_usage_error(text: str) -> None:
+    result = run_sweep("-", input=text)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "E: -: nothing to check: no target was read" in result.stderr
+
+
+def test_closed_stdin_is_a_usage_error() -> None:
+    result = run_sweep("-", stdin=None, preexec_fn=lambda: os.close(0))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == ["E: cannot read -: standard input is closed"]
+
+
+def test_closed_stdout_without_an_output_file_is_a_usage_error(tmp_path: Path) -> None:
+    targets = write(tmp_path, "targets.txt", [f"{LOCALHOST}:{closed_port()}"])
+    result = subprocess.run(
+        [sys.executable, "-m", "asyncecho", "sweep", targets],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "E: standard output is closed: name an output file with -o FILE"
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_full_disk_is_one_error_line_and_exit_1(tmp_path: Path, fmt: str) -> None:
+    targets = write(tmp_path, "targets.txt", [f"{LOCALHOST}:{closed_port()}"])
+    result = run_sweep(targets, "-o", "/dev/full", "--format", fmt, "-q")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "E: cannot write the records to /dev/full: No space left on device"
+    ]
+
+
+def test_a_full_disk_on_stdout_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
+    targets = write(tmp_path, "targets.txt", [f"{LOCALHOST}:{closed_port()}"])
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "asyncecho", "sweep", targets, "-q"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "E: cannot write the records to standard output: No space left on device"
+    ]
+
+
+def _three_live(tmp_path: Path, scp_port: int) -> str:
+    return write(tmp_path, "targets.txt", [f"LIVE{i}@{LOCALHOST}:{scp_port}" for i in range(3)])
+
+
+def test_resume_after_a_torn_jsonl_line_checks_that_target_again(
+    tmp_path: Path, scp_port: int
+) -> None:
+    targets = _three_live(tmp_path, scp_port)
+    out = tmp_path / "out.jsonl"
+    assert run_sweep(targets, "-o", str(out), "-q").returncode == 0
+    text = out.read_text()
+    out.write_text(text[: len(text) - 20])  # a crash mid-write: the last line cut short
+    torn = json.loads(text.splitlines()[-1])["called_aet"]
+
+    result = run_sweep(targets, "-o", str(out), "--resume", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "left out 1 unreadable line(s)" in result.stderr
+    assert f"sweep: 3 targets (2 from --resume {out}, 1 in " in result.stderr
+    records = jsonl(out.read_text())  # every line parses: nothing glued onto the torn one
+    assert sorted(r["called_aet"] for r in records) == ["LIVE0", "LIVE1", "LIVE2"]
+    assert records[-1]["called_aet"] == torn
+    assert {r["outcome"] for r in records} == {"success"}
+
+
+def test_resume_after_a_torn_csv_line_checks_that_target_again(
+    tmp_path: Path, scp_port: int
+) -> None:
+    """A CSV line cut after its outcome still parses: a file that does not
+    end in a newline has a torn last line all the same."""
+    targets = _three_live(tmp_path, scp_port)
+    out = tmp_path / "out.csv"
+    assert run_sweep(targets, "-o", str(out), "-q").returncode == 0
+    text = out.read_text()
+    last = text.splitlines()[-1]
+    cut = last.index(",success,") + len(",success,")
+    out.write_text(text[: len(text) - len(last) - 1] + last[:cut])
+
+    result = run_sweep(targets, "-o", str(out), "--resume", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert sorted(row["called_aet"] for row in rows) == ["LIVE0", "LIVE1", "LIVE2"]
+    assert all(row["outcome"] == "success" and row["total_ms"] for row in rows)
+
+
+def test_resume_into_another_file_carries_the_earlier_records_over(
+    tmp_path: Path, scp_port: int
+) -> None:
+    targets = _three_live(tmp_path, scp_port)
+    earlier = tmp_path / "earlier.jsonl"
+    assert run_sweep(targets, "-o", str(earlier), "-q").returncode == 0
+    lines = earlier.read_text().splitlines()
+    kept = json.loads(lines[0])
+    cancelled = {**json.loads(lines[1]), "ok": False, "outcome": "cancelled"}
+    earlier.write_text(json.dumps(kept) + "\n" + json.dumps(cancelled) + "\n")
+    before = earlier.read_text()
+
+    out = tmp_path / "out.csv"
+    result = run_sweep(targets, "--resume", str(earlier), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert earlier.read_text() == before
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert sorted(row["called_aet"] for row in rows) == ["LIVE0", "LIVE1", "LIVE2"]
+    assert rows[0]["called_aet"] == kept["called_aet"]
+    assert rows[0]["started"] == kept["started"]
+    assert {row["outcome"] for row in rows} == {"success"}
+
+
+def test_resume_with_nothing_left_sums_up_the_whole_run(tmp_path: Path, scp_port: int) -> None:
+    targets = _three_live(tmp_path, scp_port)
+    out = tmp_path / "out.jsonl"
+    first = run_sweep(targets, "-o", str(out))
+    assert first.returncode == 0
+    before = jsonl(out.read_text())
+
+    result = run_sweep(targets, "-o", str(out), "--resume", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"sweep: 3 targets (3 from --resume {out}, 0 in " in result.stderr
+    assert "3 ok, 0 failed" in result.stderr
+    assert "latency of successes: p50 " in result.stderr
+    assert jsonl(out.read_text()) == before
+
+
+def test_resume_exit_status_covers_the_earlier_failures(tmp_path: Path, scp_port: int) -> None:
+    refused = closed_port()
+    targets = write(tmp_path, "targets.txt", [f"{LOCALHOST}:{scp_port}", f"{LOCALHOST}:{refused}"])
+    out = tmp_path / "out.jsonl"
+    assert run_sweep(targets, "-o", str(out), "-q").returncode == 1
+    records = jsonl(out.read_text())
+    live = next(r for r in records if r["ok"])
+    out.write_text(
+        "".join(json.dumps(r) + "\n" for r in records if not r["ok"])
+        + json.dumps({**live, "ok": False, "outcome": "cancelled"})
+        + "\n"
+    )
+    result = run_sweep(targets, "-o", str(out), "--resume", str(out))
+    assert result.returncode == 1, result.stderr  # the refused one, from the earlier run
+    assert "1 ok, 1 failed" in result.stderr
+    assert sorted(r["outcome"] for r in jsonl(out.read_text())) == ["refused", "success"]
+
+
+def test_stopped_sweep_to_stdout_names_no_made_up_file(tmp_path: Path) -> None:
+    with silent_listener() as silent:
+        targets = write(tmp_path, "targets.txt", [f"{LOCALHOST}:{silent}"])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "asyncecho", "sweep", targets, "--deadline", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        time.sleep(1.0)  # not a timed assertion: the signal may come before or after the connect
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert "--resume OUTPUT" not in stderr
+    assert "save the records and pass them to --resume to check the rest" in stderr
+
+
+def test_resume_does_not_expand_a_cidr_block_to_count_what_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first pass counts a block's done targets against the done set;
+    it never walks the block's 16 million addresses."""
+    import argparse
+
+    from asyncecho import cli_sweep
+    from asyncecho.cli_output import CliLog
+    from asyncecho.sweep_targets import TargetLine
+
+    def no_expansion(self: TargetLine) -> Iterator[object]:
+        assert isinstance(self.host, str), f"{self.host} expanded"
+        yield from ()
+
+    args = argparse.Namespace(
+        targets="targets.txt",
+        port=104,
+        called_aet="ANY-SCP",
+        calling_aet="ECHOSCU",
+        max_cidr_hosts=2**24,
+        strict=False,
+    )
+    plan = cli_sweep.Plan(args)
+    plan.done = {
+        ("10.1.2.3", 104, "ANY-SCP", "ECHOSCU"),
+        ("10.255.255.254", 104, "ANY-SCP", "ECHOSCU"),
+        ("10.0.0.0", 104, "ANY-SCP", "ECHOSCU"),  # the network address: not a host
+        ("10.1.2.4", 105, "ANY-SCP", "ECHOSCU"),  # another port
+        ("11.0.0.1", 104, "ANY-SCP", "ECHOSCU"),  # outside the block
+    }
+    monkeypatch.setattr(TargetLine, "targets", no_expansion)
+    assert cli_sweep._count(plan, CliLog("critical"), ["10.0.0.0/8\n"])
+    assert (plan.total, plan.skipped) == (2**24 - 2 - 2, 2)

@@ -258,3 +258,26 @@ def test_target_validates_its_fields() -> None:
 def test_target_str() -> None:
     assert str(Target("127.0.0.1", 104)) == "127.0.0.1:104"
     assert str(Target("::1", 11112, "PACS")) == "PACS@[::1]:11112"
+
+
+@pytest.mark.parametrize(
+    "block",
+    ["10.0.0.0/29", "10.0.0.0/30", "10.0.0.0/31", "10.0.0.1/32", "fd00::/125", "fd00::/127"],
+)
+def test_is_block_host_agrees_with_hosts(block: str) -> None:
+    """Whether a block stands for an address, without expanding it (used by
+    --resume to count the done targets of a CIDR line)."""
+    from asyncecho.sweep_targets import is_block_host
+
+    network = ipaddress.ip_network(block)
+    hosts = set(network.hosts())
+    around = {
+        network.network_address - 1,
+        *network,
+        network.broadcast_address + 1,
+        ipaddress.ip_address("192.0.2.1" if network.version == 4 else "2001:db8::1"),
+    }
+    for address in around:
+        assert is_block_host(address, network) == (address in hosts), address
+    other = ipaddress.ip_address("::1" if network.version == 4 else "127.0.0.1")
+    assert not is_block_host(other, network)

@@ -21,13 +21,21 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, TextIO
 
 from ._version import __version__
-from .cli_echoscu import Security, _float, _port, _positive, add_ae_options, add_timeouts
+from .cli_echoscu import (
+    MAX_SECONDS,
+    Security,
+    _float,
+    _port,
+    _positive,
+    add_ae_options,
+    add_timeouts,
+)
 from .cli_security import OptionError, add_client_tls_options, add_identity_options
 
 if TYPE_CHECKING:
     from .cli_output import CliLog
-    from .sweep_output import CsvWriter, JsonlWriter, TargetKey
-    from .sweep_targets import TargetParser
+    from .sweep_output import CsvWriter, EarlierOutput, JsonlWriter, Tally, TargetKey
+    from .sweep_targets import TargetLine, TargetParser
     from .sweeper import Target
 
 PROG = "asyncecho sweep"
@@ -57,9 +65,27 @@ in-flight targets are recorded as cancelled; --resume finishes the rest)."""
 
 
 def _positive_float(text: str) -> float:
-    value = _float(text)
+    value = _float(text)  # finite, at most MAX_SECONDS
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    """Associations per second: finite, and not so low that the pause
+    between two starts exceeds the longest limit an option takes."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid rate: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    if value < 1.0 / MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at least {1.0 / MAX_SECONDS:.3g}: {text!r}")
     return value
 
 
@@ -135,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--rate",
         metavar="[n]umber",
-        type=_positive_float,
+        type=_rate,
         help="start at most n associations per second (default: no limit)",
     )
     sweep.add_argument(
@@ -175,7 +201,9 @@ class Plan:
     pipe: IO[bytes] | None = None  # a pipe or terminal: read once, as the sweep goes
     total: int | None = None
     done: set[TargetKey] = field(default_factory=set)
+    earlier: EarlierOutput | None = None  # --resume: the earlier output
     skipped: int = 0
+    found: int = 0  # targets met on a pipe, skipped ones included
     concurrency: int = 256
     bad_line: str = ""  # set when --strict met a bad line on a pipe
     security: Security | None = None  # TLS context and user identity
@@ -200,11 +228,13 @@ def _parser(args: argparse.Namespace) -> TargetParser:
 
 def _count(plan: Plan, log: CliLog, lines: Iterable[str]) -> bool:
     """First pass over a regular file: report bad lines, count the targets
-    still to do. False if --strict met a bad line."""
+    still to do. False if --strict met a bad line or the file names no
+    target at all."""
     from .sweep_targets import BadLine
 
     args = plan.args
     parser = _parser(args)
+    done = _DoneIndex(plan.done)
     total = skipped = bad = 0
     for raw in lines:
         entry = parser.feed(raw)
@@ -213,21 +243,55 @@ def _count(plan: Plan, log: CliLog, lines: Iterable[str]) -> bool:
         if isinstance(entry, BadLine):
             bad += 1
             log.say("error" if args.strict else "warning", f"{args.targets}: {entry}")
-        elif plan.done:
-            for target in entry.targets():
-                if target.key in plan.done:
-                    skipped += 1
-                else:
-                    total += 1
-        else:
-            total += entry.count
+            continue
+        already = done.count_in(entry)
+        total += entry.count - already
+        skipped += already
     plan.total, plan.skipped = total, skipped
     if bad and args.strict:
         log.say("error", f"{args.targets}: {bad} bad line(s); nothing was checked (--strict)")
         return False
+    if not total and not skipped:
+        # A sweep that checked nothing must not look like one that passed.
+        why = f"every line of it is bad ({bad} bad line(s))" if bad else "it names no target"
+        log.say("error", f"{args.targets}: nothing to check: {why}")
+        return False
     if bad:
         log.say("warning", f"{args.targets}: skipped {bad} bad line(s)")
     return True
+
+
+class _DoneIndex:
+    """The --resume file's done targets, asked per target line without
+    expanding a CIDR block: a single host is one look-up, a block is tested
+    against the done addresses with its port and AE titles (a set bounded by
+    the --resume file, not by the block)."""
+
+    def __init__(self, done: set[TargetKey]) -> None:
+        import ipaddress
+
+        self.done = done
+        self._addresses: dict[
+            tuple[int, str | None, str | None],
+            list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+        ] = {}
+        for host, port, called, calling in done:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                continue
+            self._addresses.setdefault((port, called, calling), []).append(address)
+
+    def count_in(self, entry: TargetLine) -> int:
+        if not self.done:
+            return 0
+        host = entry.host
+        if isinstance(host, str):
+            return sum(1 for target in entry.targets() if target.key in self.done)
+        from .sweep_targets import is_block_host
+
+        addresses = self._addresses.get((entry.port, entry.called_ae, entry.calling_ae), ())
+        return sum(1 for address in addresses if is_block_host(address, host))
 
 
 def _file_targets(plan: Plan) -> Iterator[Target]:
@@ -306,6 +370,7 @@ async def _pipe_targets(
             say("warning", f"{args.targets}: {entry}")
             continue
         for target in entry.targets():
+            plan.found += 1
             if target.key in plan.done:
                 plan.skipped += 1
             else:
@@ -365,21 +430,35 @@ def _writer(stream: TextIO, fmt: str, *, header: bool) -> JsonlWriter | CsvWrite
     return CsvWriter(stream, header=header) if fmt == "csv" else JsonlWriter(stream)
 
 
-async def run(plan: Plan, log: CliLog, writer: JsonlWriter | CsvWriter) -> int:
+class _Output:
+    """Where the records go, and what to say about it."""
+
+    def __init__(self, writer: JsonlWriter | CsvWriter, name: str, resume_hint: str) -> None:
+        self.writer = writer
+        self.name = name  # for messages: the file, or "standard output"
+        self.resume_hint = resume_hint
+        self.failed = False
+
+    def write_error(self, log: CliLog, exc: OSError) -> None:
+        self.failed = True
+        if not isinstance(exc, BrokenPipeError):
+            log.say("error", f"cannot write the records to {self.name}: {exc.strerror or exc}")
+
+
+async def run(plan: Plan, log: CliLog, output: _Output, tally: Tally) -> int:
     import asyncio
     import signal
 
     import anyio
 
-    from .sweep_output import ProgressLine, Tally, progress_text, summary_lines
+    from .sweep_output import ProgressLine, progress_text, summary_lines
     from .sweeper import sweep
 
     args = plan.args
-    tally = Tally()
+    writer = output.writer
     progress = ProgressLine(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
     records_on_terminal = progress is not None and writer.stream.isatty()
     stopped_by = ""
-    write_error = False
 
     def say(level: str, text: str) -> None:
         if progress is not None:
@@ -435,9 +514,9 @@ async def run(plan: Plan, log: CliLog, writer: JsonlWriter | CsvWriter) -> int:
                 try:
                     writer.write(record)
                 except OSError as exc:
-                    write_error = True
-                    if not isinstance(exc, BrokenPipeError):
-                        say("error", f"cannot write the records: {exc.strerror or exc}")
+                    if progress is not None:
+                        progress.clear()
+                    output.write_error(log, exc)
                     break
                 tally.add(record)
             tasks.cancel_scope.cancel()
@@ -452,14 +531,22 @@ async def run(plan: Plan, log: CliLog, writer: JsonlWriter | CsvWriter) -> int:
         if stopped_by and plan.total is not None:
             not_started = plan.total - job.started
         for line in summary_lines(
-            tally, not_started=not_started, skipped=plan.skipped, stopped=stopped_by
+            tally,
+            not_started=not_started,
+            stopped=stopped_by,
+            resume_hint=output.resume_hint,
+            resumed_from=args.resume or "",
         ):
             print(line, file=sys.stderr)
     if stopped_by:
         return EXIT_INTERRUPTED
     if plan.bad_line:
         return EXIT_USAGE
-    if write_error or tally.failed:
+    if plan.pipe is not None and not plan.found and not output.failed:
+        # A sweep that checked nothing must not look like one that passed.
+        log.say("error", f"{args.targets}: nothing to check: no target was read")
+        return EXIT_USAGE
+    if output.failed or tally.failed:
         return EXIT_FAILED
     return EXIT_OK
 
@@ -489,21 +576,29 @@ def _main(argv: Sequence[str] | None) -> int:
     except OptionError as exc:
         build_parser().error(str(exc))
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
+    if not args.output and sys.stdout is None:
+        log.say("error", "standard output is closed: name an output file with -o FILE")
+        return EXIT_USAGE
 
     if args.resume:
-        from .sweep_output import ResumeError, finished_targets
+        from .sweep_output import EarlierOutput, ResumeError
 
+        earlier = EarlierOutput(args.resume)
         try:
-            with _open_text(args.resume) as earlier:
-                plan.done, unreadable = finished_targets(earlier)
+            earlier.scan()
         except OSError as exc:
             log.say("error", f"cannot read --resume file {args.resume}: {exc.strerror or exc}")
             return EXIT_USAGE
         except ResumeError as exc:
             log.say("error", f"--resume {args.resume}: {exc}")
             return EXIT_USAGE
-        if unreadable:
-            log.say("warning", f"--resume {args.resume}: ignored {unreadable} unreadable line(s)")
+        if earlier.unreadable:
+            log.say(
+                "warning",
+                f"--resume {args.resume}: left out {earlier.unreadable} unreadable line(s) "
+                "(a line cut short by a crash, say); their targets are checked again",
+            )
+        plan.earlier, plan.done = earlier, earlier.done
 
     try:
         plan.lines, plan.pipe = _open_targets(args.targets)
@@ -529,9 +624,12 @@ def _main(argv: Sequence[str] | None) -> int:
 def _open_targets(path: str) -> tuple[TextIO | None, IO[bytes] | None]:
     """A regular file as text (it will be read twice), anything else (a
     pipe, a terminal) as bytes for the reader thread."""
+    import errno
     import stat
 
     if path == "-":
+        if sys.stdin is None:  # started with standard input closed (`<&-`)
+            raise OSError(errno.EBADF, "standard input is closed")
         fd = sys.stdin.fileno()
         if stat.S_ISREG(os.fstat(fd).st_mode):
             return open(fd, encoding="utf-8-sig", errors="replace", newline="", closefd=False), None
@@ -542,29 +640,122 @@ def _open_targets(path: str) -> tuple[TextIO | None, IO[bytes] | None]:
 
 
 def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
+    """Open the output, carry the --resume file's final records over into
+    it (so that a resumed run ends with one final record per target), then
+    sweep. With -o naming the --resume file, the file is first rewritten
+    through a temporary file and os.replace(): a crash while it is written
+    leaves the earlier output as it was."""
     import asyncio
+    import shlex
+
+    from .sweep_output import Tally
 
     args = plan.args
+    tally = Tally()
     if not args.output:
-        writer = _writer(sys.stdout, fmt, header=True)
+        output = _Output(
+            _writer(sys.stdout, fmt, header=True),
+            "standard output",
+            "save the records and pass them to --resume to check the rest",
+        )
         try:
-            return asyncio.run(run(plan, log, writer))
+            if not _carry_over(plan, log, output, tally):
+                return EXIT_FAILED
+            return asyncio.run(run(plan, log, output, tally))
         finally:
             _quiet_stdout()
-    append = bool(args.resume) and _same_file(args.output, args.resume)
+
+    path = args.output
+    in_place = bool(args.resume) and _same_file(path, args.resume)
+    quoted = shlex.quote(path)
+    hint = f"--resume {quoted} -o {quoted} checks the rest"
     try:
-        out = open(args.output, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115
+        out, temporary = _open_output(path, in_place)
     except OSError as exc:
-        log.say("error", f"cannot write {args.output}: {exc.strerror or exc}")
+        log.say("error", f"cannot write {path}: {exc.strerror or exc}")
         return EXIT_USAGE
-    with out:
-        writer = _writer(out, fmt, header=not (append and out.tell() > 0))
-        return asyncio.run(run(plan, log, writer))
+    output = _Output(_writer(out, fmt, header=True), path, hint)
+    code = EXIT_FAILED
+    try:
+        if not _carry_over(plan, log, output, tally):
+            return EXIT_FAILED
+        if in_place:
+            try:
+                os.replace(temporary, path)
+            except OSError as exc:
+                log.say("error", f"cannot write {path}: {exc.strerror or exc}")
+                return EXIT_FAILED
+            in_place = False  # replaced: the temporary file is the output now
+        code = asyncio.run(run(plan, log, output, tally))
+    finally:
+        try:
+            out.close()
+        except OSError as exc:
+            if not output.failed:
+                output.write_error(log, exc)
+                code = EXIT_FAILED
+        if in_place:  # not replaced: the earlier output stays as it was
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+    return code
+
+
+def _open_output(path: str, in_place: bool) -> tuple[TextIO, str]:
+    """The output stream, and the temporary file it writes when in place."""
+    if not in_place:
+        return open(path, "w", encoding="utf-8", newline=""), ""
+    import stat
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+    )
+    try:
+        os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+        return open(fd, "w", encoding="utf-8", newline=""), temporary
+    except BaseException:
+        os.close(fd)
+        os.unlink(temporary)
+        raise
+
+
+def _carry_over(plan: Plan, log: CliLog, output: _Output, tally: Tally) -> bool:
+    """The header, then the --resume file's final records; False (said) on
+    a read or write error."""
+    writer = output.writer
+    earlier = plan.earlier
+    try:
+        writer.start()
+    except OSError as exc:
+        output.write_error(log, exc)
+        return False
+    if earlier is None:
+        return True
+    rows = earlier.rows()
+    while True:
+        try:
+            row = next(rows, None)
+        except OSError as exc:
+            log.say("error", f"cannot read --resume file {earlier.path}: {exc.strerror or exc}")
+            return False
+        if row is None:
+            return True
+        try:
+            writer.write_row(row)
+        except OSError as exc:
+            output.write_error(log, exc)
+            return False
+        tally.add_earlier(row)
 
 
 def _quiet_stdout() -> None:
     """After a broken pipe, stop Python from complaining at exit while it
     flushes stdout."""
+    if sys.stdout is None:
+        return
     try:
         sys.stdout.flush()
     except OSError:

@@ -83,6 +83,18 @@ def cidr_host_count(network: Network) -> int:
     return int(network.num_addresses) - (2 if network.version == 4 else 1)
 
 
+def is_block_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address, network: Network) -> bool:
+    """Whether `network.hosts()` yields `address`, without expanding it (the
+    same exclusions as `cidr_host_count`)."""
+    if address.version != network.version or address not in network:
+        return False
+    if network.max_prefixlen - network.prefixlen <= 1:
+        return True
+    if address == network.network_address:
+        return False
+    return network.version == 6 or address != network.broadcast_address
+
+
 def _port(text: str, default: int) -> int:
     text = text.strip()
     if not text:
