@@ -6,9 +6,10 @@ targets (for `--strict`, before anything starts, and for the progress
 line's total), then again as the sweep pulls targets. Standard input is read
 once, as the sweep goes, with no total.
 
-Exit status: 0 if every target succeeded; 1 if any failed; 2 for usage
-errors (a bad option, an unreadable file, a bad line with `--strict`); 130
-when stopped by SIGINT/SIGTERM.
+Exit status: 0 if every target succeeded; 1 if any failed or the records
+could not be written; 2 for usage errors (a bad option, an unreadable file,
+a bad line with `--strict`, nothing to check); 130 when stopped by
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ target file: one target per line, [CALLED_AET@]host[:port], IPv6 as [addr]:port;
 --concurrency is kept below the open-file limit (ulimit -n), which is raised
 up to its hard limit when needed: each association holds one socket.
 
-exit status: 0 if every target succeeded; 1 if any failed; 2 for usage errors
-(including a bad line with --strict); 130 when stopped by SIGINT/SIGTERM (the
-in-flight targets are recorded as cancelled; --resume finishes the rest)."""
+exit status: 0 if every target succeeded; 1 if any failed or the records could
+not be written; 2 for usage errors (including a bad line with --strict, and
+nothing to check: no target, or every line bad); 130 when stopped by
+SIGINT/SIGTERM (the in-flight targets are recorded as cancelled; --resume
+finishes the rest). With --resume, the summary and the status cover the
+earlier records too."""
 
 
 def _positive_float(text: str) -> float:
@@ -139,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="FILE",
         help="skip targets that already have a final (not cancelled) record in "
-        "FILE, the output of an earlier sweep; when -o names the same file, "
-        "new records are appended to it",
+        "FILE, the output of an earlier sweep; the output starts with those "
+        "records (one per target), then the new ones; -o FILE rewrites FILE",
     )
 
     network = parser.add_argument_group("Network Options")
