@@ -74,7 +74,7 @@ def test_demo_console_script() -> None:
     assert "1/1 succeeded, 0 failed" in result.stdout
 
 
-@pytest.mark.parametrize("count", ["-1", "many"])
+@pytest.mark.parametrize("count", ["-1", "many", "1000001", "1" + "0" * 23])
 def test_demo_usage_error(count: str) -> None:
     result = run_demo("-n", count)
     assert (result.returncode, result.stdout) == (2, "")

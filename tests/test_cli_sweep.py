@@ -452,6 +452,15 @@ def test_a_pipe_that_names_no_target_is_a_usage_error(text: str) -> None:
     assert "E: -: nothing to check: no target was read" in result.stderr
 
 
+def test_output_over_the_target_file_is_a_usage_error(tmp_path: Path) -> None:
+    targets = write(tmp_path, "targets.txt", [f"{LOCALHOST}:{closed_port()}"])
+    before = Path(targets).read_text()
+    result = run_sweep(targets, "-o", targets)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert f"E: -o {targets} is the target file: writing would destroy it" in result.stderr
+    assert Path(targets).read_text() == before
+
+
 def test_closed_stdin_is_a_usage_error() -> None:
     result = run_sweep("-", stdin=None, preexec_fn=lambda: os.close(0))
     assert (result.returncode, result.stdout) == (2, "")

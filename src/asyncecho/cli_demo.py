@@ -12,12 +12,23 @@ from .cli_echoscu import _non_negative
 PROG = "asyncecho demo"
 
 
+#: A demo, not a load test: its results are kept in memory.
+MAX_COUNT = 1_000_000
+
+
+def _count(text: str) -> int:
+    value = _non_negative(text)
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT:,}: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument(
         "-n",
         "--count",
-        type=_non_negative,
+        type=_count,
         default=2000,
         help="concurrent associations in the second part (default: 2000)",
     )

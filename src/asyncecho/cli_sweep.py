@@ -584,6 +584,10 @@ def _main(argv: Sequence[str] | None) -> int:
         log.say("error", "standard output is closed: name an output file with -o FILE")
         return EXIT_USAGE
 
+    if args.output and args.targets != "-" and _same_file(args.output, args.targets):
+        log.say("error", f"-o {args.output} is the target file: writing would destroy it")
+        return EXIT_USAGE
+
     if args.resume:
         from .sweep_output import EarlierOutput, ResumeError
 
