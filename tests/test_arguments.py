@@ -66,6 +66,10 @@ BAD_CLIENT_CALLS: list[Any] = [
     pytest.param(None, 104, {}, TypeError, "host", id="host=None"),
     pytest.param("", 104, {}, ValueError, "host", id="host=empty"),
     pytest.param(b"127.0.0.1", 104, {}, TypeError, "host", id="host=bytes"),
+    # getaddrinfo() would raise a bare UnicodeError from its IDNA encoding.
+    pytest.param("a" * 300, 104, {}, ValueError, "host .*label too long", id="host=long-label"),
+    pytest.param("a." * 130, 104, {}, ValueError, "host .*253", id="host=over-253"),
+    pytest.param("x..y", 104, {}, ValueError, "host .*empty", id="host=empty-label"),
     pytest.param(LOCALHOST, 104, {"connect_timeout": -1}, ValueError, "connect_timeout", id="ct<0"),
     pytest.param(LOCALHOST, 104, {"connect_timeout": 0}, ValueError, "connect_timeout", id="ct=0"),
     pytest.param(LOCALHOST, 104, {"deadline": 0}, ValueError, "deadline", id="deadline=0"),

@@ -43,7 +43,30 @@ def host(value: object, name: str = "host", *, empty_ok: bool = False) -> str:
         raise ValueError(f"{name} must be a non-empty str, not {value!r}")
     if "\x00" in value:
         raise ValueError(f"{name} must not contain a NUL character: {value!r}")
+    if len(value) > 63 or not value.isascii() or ".." in value or value.startswith("."):
+        _resolvable(value, name)
     return value
+
+
+def _resolvable(value: str, name: str) -> None:
+    """getaddrinfo() encodes a name with IDNA, which refuses an empty label
+    or one over 63 characters (RFC 1035 2.3.4), and a name over 253 cannot
+    be resolved: a ValueError here rather than a UnicodeError in the connect.
+    (Called only for a name that is long, not ASCII or has an empty label.)"""
+    inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(inner.split("%", 1)[0])
+        return
+    except ValueError:
+        pass
+    shown = repr(value) if len(value) <= 60 else f"{value[:60]!r}... ({len(value)} characters)"
+    try:
+        encoded = value.encode("idna")
+    except UnicodeError as exc:
+        why = str(exc.__cause__ or exc)  # the codec's own reason is the cause
+        raise ValueError(f"{name} {shown} is not a valid host name: {why}") from None
+    if len(encoded.rstrip(b".")) > 253:
+        raise ValueError(f"{name} {shown} is not a valid host name: longer than 253 characters")
 
 
 def port(value: object, name: str = "port", *, zero_ok: bool = False) -> int:

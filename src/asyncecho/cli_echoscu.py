@@ -112,11 +112,11 @@ def _pdu_length(text: str) -> int:
 
 
 def _host(text: str) -> str:
-    """A host the resolver can be asked about. getaddrinfo() encodes a name
-    with IDNA, which refuses an empty label or one over 63 characters (RFC
-    1035 2.3.4): say so here rather than fail inside the connect."""
+    """A host the resolver can be asked about (see `arguments.host`); an
+    address in brackets is taken without them."""
     import ipaddress
-    import re
+
+    from .arguments import host
 
     inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
@@ -126,20 +126,9 @@ def _host(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty host")
     try:
-        encoded = text.encode("idna")
-    except UnicodeError as exc:
-        found = re.search(r"\((?:UnicodeError: )?(.+)\)$", str(exc))
-        reason = found[1] if found else str(exc)
-        raise argparse.ArgumentTypeError(f"invalid host name {_shown(text)}: {reason}") from None
-    if len(encoded.rstrip(b".")) > 253:
-        raise argparse.ArgumentTypeError(
-            f"invalid host name {_shown(text)}: longer than 253 characters"
-        )
-    return text
-
-
-def _shown(text: str, limit: int = 60) -> str:
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+        return host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ae(text: str) -> str:
