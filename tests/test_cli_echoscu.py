@@ -715,3 +715,40 @@ def test_top_level_version_and_unknown_command() -> None:
     )
     assert (bare.returncode, bare.stdout) == (2, "")
     assert bare.stderr.startswith("usage: asyncecho COMMAND")
+
+
+_OUT_OF_DESCRIPTORS = """
+import errno, os, resource, socket, sys
+from asyncecho.__main__ import main
+
+# One echo first, so that every module it needs is imported (an import
+# opens files too). Then every descriptor but the ones the event loop needs is taken: the
+# connect's socket() fails with EMFILE, a limit of this machine.
+assert main(["echoscu", "-v", "127.0.0.1", sys.argv[1]]) == 0
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+hold = []
+try:
+    while True:
+        hold.append(socket.socket())
+except OSError as exc:
+    assert exc.errno == errno.EMFILE, exc
+for sock in hold[:3]:  # the selector and the loop's self-pipe
+    sock.close()
+sys.exit(main(["echoscu", "-v", "127.0.0.1", sys.argv[1]]))
+"""
+
+
+def test_out_of_descriptors_is_said_to_be_this_machine(storescp: peers.Peer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS, str(storescp.port)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert lines(done.stderr)[-2:] == [
+        "E: Association request failed: unable to connect to remote",
+        "E: TCP Initialisation Error: Too many open files (a limit of this machine)",
+    ]

@@ -326,6 +326,9 @@ def report_error(log: CliLog, error: EchoError) -> None:
         elif isinstance(error, ex.TLSHandshakeFailed):
             reason = str(error)
         log.say("error", f"TCP Initialisation Error: {reason}")
+    elif isinstance(error, ex.LocalResourceError):
+        log.say("error", "Association request failed: unable to connect to remote")
+        log.say("error", f"TCP Initialisation Error: {error.reason} (a limit of this machine)")
     elif isinstance(error, ex.AcseTimeout):
         log.say("error", f"ACSE timeout reached: {error}")
         log.say("error", LOCAL_ABORT)
