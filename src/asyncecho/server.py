@@ -9,6 +9,7 @@ the same `VerificationAcceptor`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 import ssl as _ssl
@@ -151,6 +152,7 @@ class Server:
         self.echoes_total = 0
         self._closers: set[Any] = set()
         self._tasks: set[Any] = set()
+        self._accepting: _AcceptLoop | None = None  # asyncio
 
     def _record(self, peer: Any, happened: Iterable[object]) -> None:
         """Count and log what an acceptor did (both transports)."""
@@ -411,8 +413,11 @@ class _ScpProtocol(asyncio.Protocol):
             if happened and logs.enabled:
                 self._server._log(self._peer, happened)
         self._uncount()
-        self._server._closers.discard(self)
+        server = self._server
+        server._closers.discard(self)
         self._acceptor = None
+        if server._accepting is not None:
+            server._accepting.resume()  # a descriptor is free again
 
     def _uncount(self) -> None:
         if self._counted:
@@ -437,20 +442,28 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
     loop = asyncio.get_running_loop()
     server = Server(options)
     wheel = TimerWheel(loop)  # every connection's ARTIM and idle limits
+    # asyncio binds and listens (its address handling), but we accept: its
+    # accept loop, out of descriptors, logs a traceback and schedules a
+    # retry for every slot of the backlog, every time (tens of thousands a
+    # second at full CPU). Ours pauses instead (`_AcceptLoop`).
     aserver = await loop.create_server(
         lambda: _ScpProtocol(server, loop, wheel),
         host,
         port,
         backlog=options.backlog,
-        ssl=options.ssl,
-        ssl_handshake_timeout=options.acse_timeout if options.ssl else None,
+        start_serving=False,
     )
+    accepting = _AcceptLoop(
+        loop, server, wheel, [socket.fromfd(s.fileno(), s.family, s.type) for s in aserver.sockets]
+    )
+    server._accepting = accepting
     sockname = aserver.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
     logs.log("scp.listening", host=server.host, port=server.port, ae_title=options.ae_title)
     try:
         yield server
     finally:
+        accepting.stop()
         aserver.close()
         for task in list(server._tasks):
             task.cancel()
@@ -458,6 +471,172 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
             protocol.shutdown()
         await aserver.wait_closed() if not server._closers else None
         logs.log("scp.stopped", host=server.host, port=server.port)
+
+
+# accept() failing for want of descriptors or memory: the listener stays
+# readable, so accepting pauses rather than spin (PS3.8 says nothing here;
+# this is the operating system's limit on open connections).
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# How long accepting pauses (unless one of our connections closes first), and
+# how often at most the pause is logged.
+_ACCEPT_PAUSE = 0.1
+_ACCEPT_LOG_INTERVAL = 10.0
+# Connections taken per readiness of a listener, as asyncio's own loop does.
+_ACCEPT_BATCH = 128
+
+
+class _OutOfResourcesLog:
+    """One warning per interval for accept() failing for want of resources,
+    with how many failures it stands for (both transports)."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._since = 0
+
+    def failed(self, exc: OSError, now: float) -> None:
+        self._since += 1
+        if self._last is None or now - self._last >= _ACCEPT_LOG_INTERVAL:
+            logs.log(
+                "scp.accept_paused",
+                level="warning",
+                reason=exc.strerror or str(exc),
+                errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                failures=self._since,
+                pause=_ACCEPT_PAUSE,
+            )
+            self._last, self._since = now, 0
+
+
+class _AcceptLoop:
+    """Accepts on asyncio's listening sockets (reader callbacks); out of
+    descriptors, it stops watching them for `_ACCEPT_PAUSE` seconds, or
+    until one of our connections closes, and logs once per interval."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        server: Server,
+        wheel: TimerWheel,
+        socks: list[socket.socket],
+    ) -> None:
+        self._loop, self._server, self._wheel = loop, server, wheel
+        self._socks = socks  # (duplicates of asyncio's, closed on stop)
+        for sock in socks:
+            sock.setblocking(False)
+            sock.listen(server.options.backlog)  # (start_serving=False: not yet)
+        self._paused: asyncio.TimerHandle | None = None
+        self._stopped = False
+        self._log = _OutOfResourcesLog()
+        self._watch()
+
+    def _watch(self) -> None:
+        for sock in self._socks:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        loop, server = self._loop, self._server
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._log.failed(exc, loop.time())
+                    self._pause()
+                    return
+                raise
+            conn.setblocking(False)
+            task = loop.create_task(self._connect(conn))
+            server._tasks.add(task)
+            task.add_done_callback(server._tasks.discard)
+
+    def _pause(self) -> None:
+        for sock in self._socks:
+            self._loop.remove_reader(sock.fileno())
+        self._paused = self._loop.call_later(_ACCEPT_PAUSE, self.resume)
+
+    def resume(self) -> None:
+        """Accept again (a descriptor may be free: one of ours closed)."""
+        if self._paused is None or self._stopped:
+            return
+        self._paused.cancel()
+        self._paused = None
+        self._watch()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._paused is not None:
+            self._paused.cancel()
+        else:
+            for sock in self._socks:
+                self._loop.remove_reader(sock.fileno())
+        for sock in self._socks:
+            sock.close()
+
+    async def _connect(self, conn: socket.socket) -> None:
+        server, options = self._server, self._server.options
+        loop, wheel = self._loop, self._wheel
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _ScpProtocol(server, loop, wheel),
+                conn,
+                ssl=options.ssl,
+                ssl_handshake_timeout=options.acse_timeout if options.ssl else None,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            # A failed TLS handshake, or a peer gone before the transport
+            # was made: an event, not a crash.
+            from .tls import describe_ssl_error
+
+            if options.ssl is not None:
+                logs.log("scp.tls_failed", level="warning", reason=describe_ssl_error(exc))
+            conn.close()
+
+
+class _PatientListener:
+    """An anyio listener whose `serve()` survives running out of descriptors:
+    anyio's lets accept()'s EMFILE out, which ends the task group and with it
+    serve(). It pauses accepting instead, logging once per interval, and
+    accepts again after the pause."""
+
+    def __init__(self, listener: Any) -> None:
+        self.listener = listener
+        self._log = _OutOfResourcesLog()
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self.listener.extra_attributes
+
+    def extra(self, attribute: Any, *default: Any) -> Any:
+        return self.listener.extra(attribute, *default)
+
+    async def serve(self, handler: Any, task_group: Any) -> None:
+        # (several addresses: anyio's MultiListener, one TCP listener each)
+        for listener in getattr(self.listener, "listeners", ())[1:]:
+            task_group.start_soon(self._serve, listener, handler, task_group)
+        await self._serve(
+            getattr(self.listener, "listeners", (self.listener,))[0], handler, task_group
+        )
+
+    async def _serve(self, listener: Any, handler: Any, task_group: Any) -> None:
+        import anyio
+
+        while True:
+            try:
+                stream = await listener.accept()
+            except (OSError, anyio.BrokenResourceError) as exc:
+                # (anyio's trio backend reports the OSError as its cause)
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if not isinstance(cause, OSError) or cause.errno not in _OUT_OF_RESOURCES:
+                    raise
+                self._log.failed(cause, anyio.current_time())
+                await anyio.sleep(_ACCEPT_PAUSE)
+                continue
+            task_group.start_soon(handler, stream)
+
+    async def aclose(self) -> None:
+        await self.listener.aclose()
 
 
 class _TLSHandshakeLogging:
@@ -487,10 +666,9 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
         pass
 
     server = Server(options)
-    listener: Any = await anyio.create_tcp_listener(
-        local_host=host, local_port=port, backlog=options.backlog
-    )
-    sockname = listener.extra(SocketAttribute.local_address)
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port, backlog=options.backlog)
+    listener: Any = _PatientListener(tcp)
+    sockname = tcp.extra(SocketAttribute.local_address)
     server.host, server.port = str(sockname[0]), int(sockname[1])
     if options.ssl is not None:
         listener = _QuietTLSListener(
