@@ -163,8 +163,22 @@ def test_implicit_only_refuses_big_endian(strict_scp: Scp) -> None:
     assert "D:   Context ID:        1 (Transfer Syntax(es) Not Supported)" in debug.stderr
 
 
-def test_max_associations_zero_rejects_transient() -> None:
-    with echoscp("--max-associations", "0", "-v") as scp:
+def test_max_associations_reached_rejects_transient() -> None:
+    from asyncecho.negotiation import build_rq
+
+    rq = build_rq(calling_ae="HOLDER", called_ae="ANY-SCP").encode()
+    with echoscp("--max-associations", "1", "-v") as scp, contextlib.ExitStack() as stack:
+        # An established association holds the one slot. (The start-up
+        # check's own connection may hold it a moment: an RJ then, again.)
+        for _ in range(50):
+            held = stack.enter_context(
+                socket.create_connection(("127.0.0.1", scp.port), timeout=RUN_TIMEOUT)
+            )
+            held.sendall(rq)
+            if held.recv(1) == b"\x02":  # A-ASSOCIATE-AC
+                break
+        else:
+            pytest.fail("no association to hold the slot")
         ours = run_asyncecho(scp.port)
         assert (ours.returncode, ours.stdout) == (1, "")
         assert ours.stderr.splitlines() == [
@@ -270,6 +284,11 @@ def run_echoscp_cli(*args: str) -> subprocess.CompletedProcess[str]:
         pytest.param(("11112", "-ta", "-1"), id="negative-timeout"),
         pytest.param(("11112", "-aet", "X" * 17), id="ae-title-too-long"),
         pytest.param(("11112", "--max-associations", "-1"), id="negative-max-associations"),
+        pytest.param(("11112", "--max-associations", "0"), id="zero-max-associations"),
+        pytest.param(("11112", "-ta", "nan"), id="nan-timeout"),
+        pytest.param(("11112", "-tn", "inf"), id="infinite-timeout"),
+        pytest.param(("11112", "-pdu", "1"), id="pdu-below-minimum"),
+        pytest.param(("11112", "-pdu", "4294967296"), id="pdu-over-32-bits"),
     ],
 )
 def test_usage_errors(args: tuple[str, ...]) -> None:

@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .cli_echoscu import (
     _ae,
-    _non_negative,
     _port,
+    _positive,
     add_logging_options,
     add_syntax_options,
     add_timeouts,
     log_level,
 )
 from .cli_security import OptionError, add_server_tls_options, server_ssl_from
+
+if TYPE_CHECKING:
+    from .server import ServerOptions
 
 PROG = "echoscp"
 
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--max-associations",
         metavar="[n]umber",
-        type=_non_negative,
+        type=_positive,  # 0 would refuse every association
         default=10_000,
         help="at most n associations at once; more are rejected as transient "
         "(Local limit exceeded) (default: 10000)",
@@ -109,32 +112,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(args: argparse.Namespace) -> int:
-    import asyncio
-    import signal
-
-    from .server import serve
+def server_options(args: argparse.Namespace) -> ServerOptions:
+    """The options the arguments ask for; ValueError/TypeError as the
+    library says what it refuses (a usage error for the command line)."""
+    from .server import ServerOptions
 
     settings: dict[str, Any] = {
         "ae_title": args.ae_title,
         "require_called_ae": args.require_called_aet,
-        "allowed_calling_aes": args.allowed_calling_aet,
-        "allowed_called_aes": args.allowed_called_aet,
-        "allowed_networks": args.allowed_network,
+        "allowed_calling_aes": frozenset(args.allowed_calling_aet),
+        "allowed_called_aes": frozenset(args.allowed_called_aet),
+        "allowed_networks": tuple(args.allowed_network),
         "max_associations": args.max_associations,
         "acse_timeout": args.acse_timeout,
         "dimse_timeout": args.dimse_timeout,
         "network_timeout": args.network_timeout,
         "max_pdu": args.max_pdu,
+        "ssl": args.ssl,
     }
-    settings["ssl"] = args.ssl
     if args.syntax:
         settings["transfer_syntaxes"] = (args.syntax,)
+    return ServerOptions(**settings)
+
+
+async def run(args: argparse.Namespace, options: ServerOptions) -> int:
+    import asyncio
+    import signal
+
+    from .server import serve
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(args.bind_address, args.port, **settings):
+    async with serve(args.bind_address, args.port, options=options):
         await stop.wait()
     return 0
 
@@ -144,14 +155,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import ipaddress
 
+    networks = []
     for network in args.allowed_network:
         try:
-            ipaddress.ip_network(network, strict=False)
+            networks.append(ipaddress.ip_network(network, strict=False))
         except ValueError as exc:
             parser.error(f"argument --allowed-network: {exc}")
+    args.allowed_network = networks
     try:
         args.ssl = server_ssl_from(args)
     except OptionError as exc:
+        parser.error(str(exc))
+    try:
+        options = server_options(args)
+    except (ValueError, TypeError) as exc:
+        # What the library refuses (e.g. -pdu below its minimum) is a usage
+        # error here, exit 2, not a failure to serve.
         parser.error(str(exc))
     from . import logs
     from .cli_output import CliLog
@@ -161,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import asyncio
 
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(run(args, options))
     except OSError as exc:
         log.say(
             "error",
