@@ -547,6 +547,7 @@ class _AcceptLoop:
                     return
                 raise
             conn.setblocking(False)
+            tune_socket(conn)  # (asyncio sets TCP_NODELAY only on what it accepts itself)
             task = loop.create_task(self._connect(conn))
             server._tasks.add(task)
             task.add_done_callback(server._tasks.discard)
