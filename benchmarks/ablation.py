@@ -100,7 +100,7 @@ async def core_echo(host: str, port: int) -> EchoResult:
     """One association: the raw client's way of connecting, asyncecho's core."""
     loop = asyncio.get_running_loop()
     assoc = Association(host, port, _OPTIONS)
-    assoc.upper.request(assoc.rq)
+    assoc._upper.request(assoc.rq)
     channel = _BareChannel(loop)
     await loop.create_connection(lambda: _BareProtocol(channel), host, port)
     done: asyncio.Future[int] = loop.create_future()

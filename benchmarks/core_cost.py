@@ -82,7 +82,7 @@ class _Done:
 
 def client_association() -> None:
     assoc = Association("127.0.0.1", 104, EchoOptions())
-    assoc.upper.request(assoc.rq)
+    assoc._upper.request(assoc.rq)
     channel = _RecordingChannel()
     done = _Done()
     driver = EchoDriver(assoc, channel, done)  # type: ignore[arg-type]

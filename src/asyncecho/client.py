@@ -150,16 +150,27 @@ def _root_os_error(exc: BaseException) -> BaseException:
 
 
 class Association:
-    """An established association (requestor side). Use `associate()`."""
+    """An established association (requestor side), made by `associate()`.
+
+    Methods: `echo()` (one C-ECHO, its status), `release()` (A-RELEASE),
+    `abort()` (A-ABORT). Attributes: `host`, `port`, `options` (the
+    `EchoOptions`), `id` (a per-process number, the `assoc` of log events),
+    `rq` / `ac` (the A-ASSOCIATE-RQ sent and AC received), `context_id` and
+    `transfer_syntax` (the accepted Verification context), `peer_max_pdu`,
+    `user_identity_response`, and the seconds the phases took:
+    `connect_time`, `associate_time`, `release_time`. The upper layer and
+    the channel it drives are private.
+    """
 
     __slots__ = (
+        "_channel",
         "_deadline",
         "_message_ids",
         "_pending",
         "_started",
+        "_upper",
         "ac",
         "associate_time",
-        "channel",
         "connect_time",
         "context_id",
         "echo_time",
@@ -171,7 +182,6 @@ class Association:
         "rq",
         "status",
         "transfer_syntax",
-        "upper",
     )
 
     def __init__(self, host: str, port: int, options: EchoOptions) -> None:
@@ -179,8 +189,8 @@ class Association:
         self.port = port
         self.options = options
         self.id = next(_assoc_ids)
-        self.upper = UpperLayer(requestor=True, max_pdu=options.max_pdu)
-        self.channel: Channel | None = None
+        self._upper = UpperLayer(requestor=True, max_pdu=options.max_pdu)
+        self._channel: Channel | None = None
         self.rq: AssociateRQ = build_rq(
             calling_ae=options.calling_ae,
             called_ae=options.called_ae,
@@ -216,7 +226,7 @@ class Association:
         self._started = _clock()
         if options.deadline is not None:
             self._deadline = self._started + options.deadline
-        self.upper.request(self.rq)  # Evt1 -> AE-1: open the transport
+        self._upper.request(self.rq)  # Evt1 -> AE-1: open the transport
         if logs.enabled:
             self._log("connect.start", tls=options.ssl is not None)
         timeout, kind = self._limit(options.connect_timeout, ConnectTimeout, self._started)
@@ -258,20 +268,20 @@ class Association:
                 channel = await open_anyio_channel(connect)
         except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
             raise self._connect_failed(exc, kind) from None
-        self.channel = channel
+        self._channel = channel
         self.connect_time = channel.now() - self._started
 
     async def _open(self) -> None:
         """Connect, then A-ASSOCIATE; raises unless an association exists."""
         await self._connect()
-        channel = self.channel
+        channel = self._channel
         assert channel is not None
         options = self.options
         now = channel.now()
         if logs.enabled:
             self._log_request()
-        self.upper.connection_made(now)  # Evt2 -> AE-2: send the A-ASSOCIATE-RQ
-        await channel.send(self.upper.data_to_send())
+        self._upper.connection_made(now)  # Evt2 -> AE-2: send the A-ASSOCIATE-RQ
+        await channel.send(self._upper.data_to_send())
         event = await self._next_event(AcseTimeout, options.acse_timeout)
         if not isinstance(event, AssociationAccepted):
             self._raise_for(event)
@@ -313,7 +323,7 @@ class Association:
 
     def _accepted(self, ac: AssociateAC) -> None:
         self.ac = ac
-        for context_id, (abstract, transfer) in sorted(self.upper.contexts.items()):
+        for context_id, (abstract, transfer) in sorted(self._upper.contexts.items()):
             if abstract == uids.VERIFICATION:
                 self.context_id, self.transfer_syntax = context_id, transfer
                 break
@@ -342,7 +352,7 @@ class Association:
 
     async def _events(self, phase: type[EchoTimeout], phase_timeout: float | None) -> list[Event]:
         """Read until the upper layer has something to say."""
-        channel, upper = self.channel, self.upper
+        channel, upper = self._channel, self._upper
         assert channel is not None
         start = channel.now()
         phase_end = None if phase_timeout is None else start + phase_timeout
@@ -409,7 +419,7 @@ class Association:
                 raise self._protocol_error(problem)
             if event.connection_lost:
                 hint = ""
-                if self.channel is not None and self.channel.tls_version and self.ac is None:
+                if self._channel is not None and self._channel.tls_version and self.ac is None:
                     # TLS 1.3 checks a client certificate after the handshake;
                     # asyncio reports the peer's alert only as a close.
                     hint = " (over TLS: the peer may require a client certificate we did not send)"
@@ -447,7 +457,7 @@ class Association:
 
     async def echo(self) -> int:
         """Send one C-ECHO-RQ; return the response's status."""
-        channel, upper = self.channel, self.upper
+        channel, upper = self._channel, self._upper
         if channel is None or (upper.state is not State.STA6 and not self._pending):
             raise RuntimeError(f"no established association ({upper.state})")
         # PS3.7 9.3.1.2: unique among the association's outstanding requests.
@@ -496,7 +506,7 @@ class Association:
     def _violation(self, problem: str, now: float) -> ProtocolError:
         """PS3.8 AA-8 for a response we cannot accept: a service-provider
         A-ABORT (reason: invalid PDU parameter value) goes out."""
-        self.upper.protocol_violation(PDUError(problem, 0), now)
+        self._upper.protocol_violation(PDUError(problem, 0), now)
         return self._protocol_error(problem)
 
     def _protocol_error(self, problem: str) -> ProtocolError:
@@ -507,16 +517,16 @@ class Association:
     async def _echo_response(self, event: MessageReceived, message_id: int) -> int:
         status, problem = self._check_echo_response(event, message_id)
         if problem is not None:
-            assert self.channel is not None
-            error = self._violation(problem, self.channel.now())
-            await self.channel.send(self.upper.data_to_send())
-            await self.channel.aclose()
+            assert self._channel is not None
+            error = self._violation(problem, self._channel.now())
+            await self._channel.send(self._upper.data_to_send())
+            await self._channel.aclose()
             raise error
         return status
 
     async def release(self) -> None:
         """A-RELEASE (PS3.8 7.2); handles a release collision (Sta9-Sta12)."""
-        channel, upper = self.channel, self.upper
+        channel, upper = self._channel, self._upper
         if channel is None or (upper.state is not State.STA6 and not self._pending):
             return
         start = channel.now()
@@ -556,7 +566,7 @@ class Association:
     async def _answer_release(self) -> None:
         """A-RELEASE response (Evt14), unless a later PDU of the same read
         has already ended the association."""
-        channel, upper = self.channel, self.upper
+        channel, upper = self._channel, self._upper
         assert channel is not None
         if upper.action_for(Evt.EVT14) is not None:
             upper.release_response(channel.now())
@@ -568,7 +578,7 @@ class Association:
         await self._abort_now()
 
     async def _abort_now(self) -> None:
-        channel, upper = self.channel, self.upper
+        channel, upper = self._channel, self._upper
         if channel is None:
             return
         if upper.state not in (State.STA1, State.STA13):
@@ -614,7 +624,7 @@ class Association:
             user_identity=None
             if identity is None
             else USER_IDENTITY_TYPE_NAMES.get(identity.identity_type, str(identity.identity_type)),
-            tls_version=self.channel.tls_version if self.channel is not None else None,
+            tls_version=self._channel.tls_version if self._channel is not None else None,
             connect_seconds=self.connect_time,
         )
 
@@ -647,7 +657,7 @@ class Association:
         )
 
     def _log_released(self) -> None:
-        total = self.channel.now() - self._started if self.channel is not None else None
+        total = self._channel.now() - self._started if self._channel is not None else None
         self._log("release.confirmed", seconds=self.release_time, total_seconds=total)
 
     def _log_timeout(self, error: EchoTimeout) -> None:
@@ -702,7 +712,7 @@ class Association:
             peer_implementation_version_name=ac.implementation_version_name if ac else None,
             peer_max_pdu=ac.max_length if ac else None,
             transfer_syntax=self.transfer_syntax,
-            tls_version=self.channel.tls_version if self.channel else None,
+            tls_version=self._channel.tls_version if self._channel else None,
             user_identity_response=self.user_identity_response,
         )
 
@@ -757,7 +767,7 @@ async def _associated(assoc: Association) -> AsyncIterator[Association]:
 
 
 async def _shielded_abort(assoc: Association) -> None:
-    if assoc.channel is None:
+    if assoc._channel is None:
         return
     if _on_asyncio():
         # asyncio's transport calls never block: nothing to shield.
@@ -772,7 +782,7 @@ async def _shielded_abort(assoc: Association) -> None:
 async def _echo_streams(assoc: Association) -> EchoResult:
     """`echo()` on other backends (trio): the coroutine path."""
     async with _associated(assoc):
-        channel = assoc.channel
+        channel = assoc._channel
         assert channel is not None
         start = channel.now()
         assoc.status = await assoc.echo()
@@ -806,7 +816,7 @@ async def echo(
         except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
             raise assoc._connect_failed(exc, kind) from None
         del opening  # (finished) nor while the association runs
-        assoc.channel = channel
+        assoc._channel = channel
         assoc.connect_time = channel.now() - assoc._started
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         driver = EchoDriver(assoc, channel, done)
@@ -835,7 +845,7 @@ async def verify(
         assoc = error._association
         if assoc is None:  # pragma: no cover - echo() sets it on every EchoError
             return EchoResult(host, port, error=error)
-        end = assoc.channel.now() if assoc.channel is not None else _clock()
+        end = assoc._channel.now() if assoc._channel is not None else _clock()
         total = end - assoc._started if assoc._started else None
         message_id = 1 if assoc.status is not None else None
         partial = assoc.result(assoc.status, message_id, assoc.echo_time, total=total)

@@ -81,8 +81,8 @@ class EchoDriver:
         now = self.channel.now()
         if logs.enabled:
             assoc._log_request()
-        assoc.upper.connection_made(now)
-        self.channel.write(assoc.upper.data_to_send())
+        assoc._upper.connection_made(now)
+        self.channel.write(assoc._upper.data_to_send())
         self._enter(_ASSOCIATE, AcseTimeout, assoc.options.acse_timeout, now)
         self.channel.listen(self)
 
@@ -96,17 +96,17 @@ class EchoDriver:
 
     def _send_echo(self, now: float) -> None:
         assoc = self.assoc
-        if assoc.upper.state is _STA6:
+        if assoc._upper.state is _STA6:
             # (otherwise a later PDU of the same read has already ended the
             # association: its event comes next and says how)
-            assoc.upper.send_message(assoc.context_id, encode_echo_rq(_MESSAGE_ID))
+            assoc._upper.send_message(assoc.context_id, encode_echo_rq(_MESSAGE_ID))
             if logs.enabled:
                 assoc._log("echo.request", message_id=_MESSAGE_ID)
-            self.channel.write(assoc.upper.data_to_send())
+            self.channel.write(assoc._upper.data_to_send())
         self._enter(_ECHO, DimseTimeout, assoc.options.dimse_timeout, now)
 
     def _send_release(self, now: float) -> None:
-        upper = self.assoc.upper
+        upper = self.assoc._upper
         if upper.state is _STA6:
             upper.release()
             if logs.enabled:
@@ -127,7 +127,7 @@ class EchoDriver:
 
     def _on_data(self, data: bytes) -> None:
         assoc, channel = self.assoc, self.channel
-        upper = assoc.upper
+        upper = assoc._upper
         now = self.last = channel.now()
         if data:
             events = upper.receive_data(data, now)
@@ -180,7 +180,7 @@ class EchoDriver:
                 status, problem = assoc._check_echo_response(event, _MESSAGE_ID)
                 if problem is not None:
                     error = assoc._violation(problem, now)
-                    self.channel.write(assoc.upper.data_to_send())
+                    self.channel.write(assoc._upper.data_to_send())
                     raise error
                 assoc.status = status
                 assoc.echo_time = now - self._started_phase
@@ -206,7 +206,7 @@ class EchoDriver:
             assoc._raise_for(event)
 
     def _answer_release(self, now: float) -> None:
-        upper = self.assoc.upper
+        upper = self.assoc._upper
         if upper.action_for(Evt.EVT14) is not None:
             upper.release_response(now)
             self.channel.write(upper.data_to_send())
@@ -232,7 +232,7 @@ class EchoDriver:
 
     def abort(self) -> None:
         """A-ABORT and close now (a timeout, or the caller was cancelled)."""
-        upper, channel = self.assoc.upper, self.channel
+        upper, channel = self.assoc._upper, self.channel
         if upper.state not in (State.STA1, State.STA13):
             upper.abort(channel.now())
             channel.write(upper.data_to_send())
