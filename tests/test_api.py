@@ -404,7 +404,7 @@ async def test_echo_options_transfer_syntax_override() -> None:
 
 async def test_unknown_override_is_a_type_error() -> None:
     with pytest.raises(TypeError):
-        await echo(LOCALHOST, closed_port(), no_such_option=1)
+        await echo(LOCALHOST, closed_port(), no_such_option=1)  # type: ignore[call-arg]
 
 
 # --- argument checks happen before any connection -------------------------------------------

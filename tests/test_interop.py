@@ -414,7 +414,7 @@ SILENT_CASES = [
 @pytest.mark.anyio
 @pytest.mark.parametrize(("settings", "expected"), SILENT_CASES)
 async def test_silent_peer_times_out(
-    silent_port: int, settings: Mapping[str, float], expected: type[asyncecho.EchoTimeout]
+    silent_port: int, settings: dict[str, Any], expected: type[asyncecho.EchoTimeout]
 ) -> None:
     started = time.monotonic()
     with pytest.raises(expected) as info:
@@ -429,7 +429,7 @@ async def test_silent_peer_times_out(
 @pytest.mark.anyio
 @pytest.mark.parametrize(("settings", "expected"), SILENT_CASES)
 async def test_silent_peer_times_out_through_verify_and_associate(
-    silent_port: int, settings: Mapping[str, float], expected: type[asyncecho.EchoTimeout]
+    silent_port: int, settings: dict[str, Any], expected: type[asyncecho.EchoTimeout]
 ) -> None:
     started = time.monotonic()
     result = await asyncecho.verify("127.0.0.1", silent_port, options=OPTIONS, **settings)

@@ -533,4 +533,4 @@ def test_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="deadline"):
         sweep([], deadline=-1)
     with pytest.raises(TypeError):
-        sweep([], no_such_option=1)
+        sweep([], no_such_option=1)  # type: ignore[call-arg]

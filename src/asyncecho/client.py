@@ -12,7 +12,7 @@ import itertools
 import ssl as _ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, NoReturn
 
 from . import arguments, logs, uids
@@ -112,6 +112,53 @@ class EchoOptions:
 
 
 _TIMEOUT_FIELDS = ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "deadline")
+
+
+class _Default:
+    """The default of an option the call does not give.
+
+    One distinct object per option, so that "not given" is never confused
+    with "given the default's value" (a keyword given beside `options=`
+    applies on top of it, whatever its value), and a call that gives none
+    costs one tuple comparison, not an options object. Its repr is the
+    value it stands for: what help() and inspect.signature() show."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _defaults_of(options_class: Any) -> dict[str, Any]:
+    """{field: its `_Default`} for an options dataclass: the keyword
+    parameters of the public calls take their defaults from here, so the
+    dataclass stays the one place where a default is written."""
+    found: dict[str, Any] = {}
+    for f in fields(options_class):
+        if f.init:
+            factory = f.default_factory
+            found[f.name] = _Default(f.default if factory is MISSING else factory())
+    return found
+
+
+def _given(names: tuple[str, ...], values: tuple[object, ...]) -> dict[str, Any]:
+    """{name: value} of the keywords a call gave (not left at their `_Default`)."""
+    return {
+        name: value
+        for name, value in zip(names, values, strict=True)
+        if type(value) is not _Default
+    }
+
+
+# Typed Any (the parameters are typed as the options' fields): `_OPTION[name]`
+# is the default of the keyword `name` of echo(), verify(), associate() and
+# sweep(). _OPTION_NAMES is the order in which they pass their keywords on.
+_OPTION: dict[str, Any] = _defaults_of(EchoOptions)
+_OPTION_NAMES = tuple(_OPTION)
+_NOTHING_GIVEN = tuple(_OPTION.values())
 
 
 def _on_asyncio() -> bool:
@@ -720,14 +767,20 @@ class Association:
 _DEFAULT_OPTIONS = EchoOptions()  # frozen: one for every call that changes nothing
 
 
-def _options(base: EchoOptions | None, overrides: dict[str, Any]) -> EchoOptions:
-    """`base` (or the defaults) with the keyword `overrides` applied on top
-    (the documented behaviour of echo(), verify() and associate())."""
+def _options(base: EchoOptions | None, settings: tuple[object, ...]) -> EchoOptions:
+    """`base` (or the defaults) with the keywords given applied on top (the
+    documented behaviour of echo(), verify() and associate()). `settings`:
+    every option keyword's value, in `_OPTION_NAMES` order."""
     if base is None:
         base = _DEFAULT_OPTIONS
     elif not isinstance(base, EchoOptions):
         raise TypeError(f"options must be an EchoOptions or None, not {type(base).__name__}")
-    return replace(base, **overrides) if overrides else base
+    # The usual call gives none: every value is its own _Default, which the
+    # tuple comparison finds by identity, item by item, without building
+    # anything (echo() is the hot path of a sweep).
+    if settings == _NOTHING_GIVEN:
+        return base
+    return replace(base, **_given(_OPTION_NAMES, settings))
 
 
 def _checked(host: str, port: int) -> tuple[str, int]:
@@ -738,13 +791,85 @@ def _checked(host: str, port: int) -> tuple[str, int]:
 
 
 def associate(
-    host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
+    host: str,
+    port: int,
+    *,
+    calling_ae: str = _OPTION["calling_ae"],
+    called_ae: str = _OPTION["called_ae"],
+    transfer_syntaxes: Sequence[str] = _OPTION["transfer_syntaxes"],
+    max_pdu: int = _OPTION["max_pdu"],
+    connect_timeout: float | None = _OPTION["connect_timeout"],
+    acse_timeout: float | None = _OPTION["acse_timeout"],
+    dimse_timeout: float | None = _OPTION["dimse_timeout"],
+    network_timeout: float | None = _OPTION["network_timeout"],
+    deadline: float | None = _OPTION["deadline"],
+    ssl: _ssl.SSLContext | None = _OPTION["ssl"],
+    server_hostname: str | None = _OPTION["server_hostname"],
+    user_identity: UserIdentityRQ | None = _OPTION["user_identity"],
+    user_items: Sequence[UserItem] = _OPTION["user_items"],
+    options: EchoOptions | None = None,
 ) -> AbstractAsyncContextManager[Association]:
-    """Open an association for several echoes (`await assoc.echo()`, message
-    IDs 1, 2, ...): released on normal exit, aborted on an exception or
-    cancellation."""
+    """Open an association for several echoes.
+
+    `async with associate(host, port) as assoc:` then `await assoc.echo()`
+    (message IDs 1, 2, ...); released on normal exit, aborted on an
+    exception or cancellation.
+
+    Every timeout is a finite number of seconds > 0, or None for no limit;
+    a limit never fires early (on asyncio, up to 10 ms late).
+
+    Args:
+        host: The peer's host name or address.
+        port: Its TCP port, 1-65535.
+        calling_ae: Our AE title. Default "ECHOSCU".
+        called_ae: The peer's AE title. Default "ANY-SCP".
+        transfer_syntaxes: The transfer syntax UIDs proposed for
+            Verification. Default: Explicit VR Little Endian, Implicit VR
+            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
+            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
+        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
+            limit, else 7-4294967295. Default 16382.
+        connect_timeout: Seconds for the TCP connect and the TLS handshake.
+            Default 30.
+        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
+            Default 30.
+        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
+        network_timeout: Seconds without a byte from the peer. Default 30.
+        deadline: Seconds for everything, connect to release. Default None
+            (no limit but the phases').
+        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
+            Default None: plain TCP.
+        server_hostname: The name the peer's certificate must match.
+            Default None: `host` (with `ssl`).
+        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
+            `asyncecho.identity.user_identity()`. Default None.
+        user_items: Further User Information sub-items to send. Default ().
+        options: An `EchoOptions` holding any of the above; the keywords
+            given as well apply on top of it (even one given with its
+            default value). Default None: the defaults.
+
+    Raises:
+        EchoError: On entering the block, a subclass for anything the peer
+            or the network did (see the README's Failures table).
+        TypeError, ValueError: A bad argument, at the call (before any I/O).
+    """
     host, port = _checked(host, port)
-    return _associated(Association(host, port, _options(options, overrides)))
+    settings = (
+        calling_ae,
+        called_ae,
+        transfer_syntaxes,
+        max_pdu,
+        connect_timeout,
+        acse_timeout,
+        dimse_timeout,
+        network_timeout,
+        deadline,
+        ssl,
+        server_hostname,
+        user_identity,
+        user_items,
+    )
+    return _associated(Association(host, port, _options(options, settings)))
 
 
 @asynccontextmanager
@@ -791,15 +916,86 @@ async def _echo_streams(assoc: Association) -> EchoResult:
 
 
 async def echo(
-    host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
+    host: str,
+    port: int,
+    *,
+    calling_ae: str = _OPTION["calling_ae"],
+    called_ae: str = _OPTION["called_ae"],
+    transfer_syntaxes: Sequence[str] = _OPTION["transfer_syntaxes"],
+    max_pdu: int = _OPTION["max_pdu"],
+    connect_timeout: float | None = _OPTION["connect_timeout"],
+    acse_timeout: float | None = _OPTION["acse_timeout"],
+    dimse_timeout: float | None = _OPTION["dimse_timeout"],
+    network_timeout: float | None = _OPTION["network_timeout"],
+    deadline: float | None = _OPTION["deadline"],
+    ssl: _ssl.SSLContext | None = _OPTION["ssl"],
+    server_hostname: str | None = _OPTION["server_hostname"],
+    user_identity: UserIdentityRQ | None = _OPTION["user_identity"],
+    user_items: Sequence[UserItem] = _OPTION["user_items"],
+    options: EchoOptions | None = None,
 ) -> EchoResult:
     """Associate, send one C-ECHO, release; return the result.
 
-    Raises an `EchoError` subclass for anything the peer or the network did;
-    a non-success status is returned in the result, not raised.
+    Every timeout is a finite number of seconds > 0, or None for no limit;
+    a limit never fires early (on asyncio, up to 10 ms late).
+
+    Args:
+        host: The peer's host name or address.
+        port: Its TCP port, 1-65535.
+        calling_ae: Our AE title. Default "ECHOSCU".
+        called_ae: The peer's AE title. Default "ANY-SCP".
+        transfer_syntaxes: The transfer syntax UIDs proposed for
+            Verification. Default: Explicit VR Little Endian, Implicit VR
+            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
+            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
+        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
+            limit, else 7-4294967295. Default 16382.
+        connect_timeout: Seconds for the TCP connect and the TLS handshake.
+            Default 30.
+        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
+            Default 30.
+        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
+        network_timeout: Seconds without a byte from the peer. Default 30.
+        deadline: Seconds for everything, connect to release. Default None
+            (no limit but the phases').
+        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
+            Default None: plain TCP.
+        server_hostname: The name the peer's certificate must match.
+            Default None: `host` (with `ssl`).
+        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
+            `asyncecho.identity.user_identity()`. Default None.
+        user_items: Further User Information sub-items to send. Default ().
+        options: An `EchoOptions` holding any of the above; the keywords
+            given as well apply on top of it (even one given with its
+            default value). Default None: the defaults.
+
+    Returns:
+        The `EchoResult`; a non-success C-ECHO status is in it (falsy), not
+        raised.
+
+    Raises:
+        EchoError: A subclass for anything the peer or the network did (see
+            the README's Failures table).
+        TypeError, ValueError: A bad argument, before any I/O.
     """
     host, port = _checked(host, port)
-    assoc = Association(host, port, _options(options, overrides))
+    settings = (
+        calling_ae,
+        called_ae,
+        transfer_syntaxes,
+        max_pdu,
+        connect_timeout,
+        acse_timeout,
+        dimse_timeout,
+        network_timeout,
+        deadline,
+        ssl,
+        server_hostname,
+        user_identity,
+        user_items,
+    )
+    assoc = Association(host, port, _options(options, settings))
+    del settings  # not kept alive in the frame while the association runs
     try:
         if not _on_asyncio():
             return await _echo_streams(assoc)
@@ -833,14 +1029,86 @@ async def echo(
 
 
 async def verify(
-    host: str, port: int, *, options: EchoOptions | None = None, **overrides: Any
+    host: str,
+    port: int,
+    *,
+    calling_ae: str = _OPTION["calling_ae"],
+    called_ae: str = _OPTION["called_ae"],
+    transfer_syntaxes: Sequence[str] = _OPTION["transfer_syntaxes"],
+    max_pdu: int = _OPTION["max_pdu"],
+    connect_timeout: float | None = _OPTION["connect_timeout"],
+    acse_timeout: float | None = _OPTION["acse_timeout"],
+    dimse_timeout: float | None = _OPTION["dimse_timeout"],
+    network_timeout: float | None = _OPTION["network_timeout"],
+    deadline: float | None = _OPTION["deadline"],
+    ssl: _ssl.SSLContext | None = _OPTION["ssl"],
+    server_hostname: str | None = _OPTION["server_hostname"],
+    user_identity: UserIdentityRQ | None = _OPTION["user_identity"],
+    user_items: Sequence[UserItem] = _OPTION["user_items"],
+    options: EchoOptions | None = None,
 ) -> EchoResult:
-    """Like `echo()`, but never raises for what the peer or the network did:
-    the result is truthy only on success and carries `.error` (and the
-    timings of the phases it got through) otherwise. Cancellation and
-    invalid arguments still raise."""
+    """Like `echo()`, but never raises for what the peer or the network did.
+
+    Every timeout is a finite number of seconds > 0, or None for no limit;
+    a limit never fires early (on asyncio, up to 10 ms late).
+
+    Args:
+        host: The peer's host name or address.
+        port: Its TCP port, 1-65535.
+        calling_ae: Our AE title. Default "ECHOSCU".
+        called_ae: The peer's AE title. Default "ANY-SCP".
+        transfer_syntaxes: The transfer syntax UIDs proposed for
+            Verification. Default: Explicit VR Little Endian, Implicit VR
+            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
+            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
+        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
+            limit, else 7-4294967295. Default 16382.
+        connect_timeout: Seconds for the TCP connect and the TLS handshake.
+            Default 30.
+        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
+            Default 30.
+        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
+        network_timeout: Seconds without a byte from the peer. Default 30.
+        deadline: Seconds for everything, connect to release. Default None
+            (no limit but the phases').
+        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
+            Default None: plain TCP.
+        server_hostname: The name the peer's certificate must match.
+            Default None: `host` (with `ssl`).
+        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
+            `asyncecho.identity.user_identity()`. Default None.
+        user_items: Further User Information sub-items to send. Default ().
+        options: An `EchoOptions` holding any of the above; the keywords
+            given as well apply on top of it (even one given with its
+            default value). Default None: the defaults.
+
+    Returns:
+        The `EchoResult`: truthy only on success; otherwise its `error` is
+        the `EchoError` and its timings those of the phases it got through.
+
+    Raises:
+        TypeError, ValueError: A bad argument, before any I/O.
+        Cancellation propagates.
+    """
+    settings = (
+        calling_ae,
+        called_ae,
+        transfer_syntaxes,
+        max_pdu,
+        connect_timeout,
+        acse_timeout,
+        dimse_timeout,
+        network_timeout,
+        deadline,
+        ssl,
+        server_hostname,
+        user_identity,
+        user_items,
+    )
+    merged = _options(options, settings)
+    del settings
     try:
-        return await echo(host, port, options=options, **overrides)
+        return await echo(host, port, options=merged)
     except EchoError as error:
         assoc = error._association
         if assoc is None:  # pragma: no cover - echo() sets it on every EchoError

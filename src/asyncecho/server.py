@@ -26,7 +26,7 @@ from .acceptor import (
     IdentityCheckNeeded,
     VerificationAcceptor,
 )
-from .client import _on_asyncio
+from .client import _defaults_of, _given, _on_asyncio
 from .events import Aborted, ReleaseRequested
 from .identity import IdentityCheck
 from .negotiation import AcceptorPolicy
@@ -52,6 +52,9 @@ _SHUTDOWN_ABORT_WAIT = 1.0
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
+    """Everything that shapes the SCP: the settings of `serve()` (see its
+    docstring for each), checked and normalised when made."""
+
     ae_title: str = "ANY-SCP"
     require_called_ae: bool = False
     allowed_calling_aes: frozenset[str] = frozenset()
@@ -141,7 +144,13 @@ def _log_internal_error(peer: Any, bug: BaseException) -> None:
 
 
 class Server:
-    """A running Verification SCP. `port` is the bound port."""
+    """A running Verification SCP, made by `serve()`.
+
+    Attributes: `host` and `port` (the bound address: the port that port 0
+    picked), `options` (the `ServerOptions`), `active` (associations in
+    progress, not counting refused ones), `accepted_total` and
+    `echoes_total` (since it started).
+    """
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
@@ -842,26 +851,103 @@ async def _send_quietly(stream: Any, data: bytes, timeout: float) -> bool:
     return False
 
 
+# `_SERVER[name]`: the default of serve()'s keyword `name` (see client._Default).
+_SERVER: dict[str, Any] = _defaults_of(ServerOptions)
+_SERVER_NAMES = tuple(_SERVER)
+
+_AnyNetwork = str | ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    ae_title: str = _SERVER["ae_title"],
+    require_called_ae: bool = _SERVER["require_called_ae"],
+    allowed_calling_aes: Iterable[str] = _SERVER["allowed_calling_aes"],
+    allowed_called_aes: Iterable[str] = _SERVER["allowed_called_aes"],
+    allowed_networks: Iterable[_AnyNetwork] = _SERVER["allowed_networks"],
+    transfer_syntaxes: Sequence[str] = _SERVER["transfer_syntaxes"],
+    max_pdu: int = _SERVER["max_pdu"],
+    max_associations: int = _SERVER["max_associations"],
+    acse_timeout: float = _SERVER["acse_timeout"],
+    dimse_timeout: float = _SERVER["dimse_timeout"],
+    network_timeout: float = _SERVER["network_timeout"],
+    ssl: _ssl.SSLContext | None = _SERVER["ssl"],
+    backlog: int = _SERVER["backlog"],
+    identity_check: IdentityCheck | None = _SERVER["identity_check"],
     options: ServerOptions | None = None,
-    **settings: Any,
 ) -> AbstractAsyncContextManager[Server]:
-    """Run a Verification SCP while the block runs; `server.port` is the bound
-    port (0 = ephemeral). In-flight associations are aborted on exit.
+    """Run a Verification SCP while the block runs.
 
-    Settings (see `ServerOptions`): ae_title, require_called_ae,
-    allowed_calling_aes, allowed_called_aes, allowed_networks,
-    transfer_syntaxes, max_pdu, max_associations, acse_timeout,
-    dimse_timeout, network_timeout, ssl, backlog, identity_check; either as
-    keywords or as `options`, not both (a TypeError). `host` "" listens on
-    every interface.
+    `async with serve("127.0.0.1", 0) as server:` then `server.port` is the
+    bound port. Leaving the block aborts the associations in flight and
+    stops listening. Every timeout is a finite number of seconds > 0; on
+    asyncio a limit may fire up to 10 ms late, never early.
+
+    Args:
+        host: The address to listen on; "" listens on every interface.
+            Default "127.0.0.1".
+        port: The TCP port, 0-65535; 0 (the default): any free one.
+        ae_title: Our AE title. Default "ANY-SCP".
+        require_called_ae: Reject a request whose called AE title is not
+            `ae_title`. Default False: any.
+        allowed_calling_aes: Accept only these calling AE titles. Default:
+            any.
+        allowed_called_aes: Accept only these called AE titles (in place of
+            `require_called_ae`'s check). Default: as `require_called_ae`.
+        allowed_networks: Accept connections only from these networks (CIDR
+            strings or `ipaddress` networks). Default: any.
+        transfer_syntaxes: The transfer syntax UIDs accepted, in order of
+            preference. Default: Implicit VR LE, Explicit VR LE, Deflated
+            Explicit VR LE, Explicit VR BE.
+        max_pdu: The largest PDU we accept, in bytes; 0 = no limit, else
+            7-4294967295. Default 16382.
+        max_associations: Associations at once; beyond it an A-ASSOCIATE-RJ
+            (transient, local limit exceeded); 0 rejects every one. Default
+            10000.
+        acse_timeout: Seconds for the A-ASSOCIATE-RQ (ARTIM) and the TLS
+            handshake. Default 30.
+        dimse_timeout: Seconds for a PDU, once its first bytes have come.
+            Default 30.
+        network_timeout: Seconds without a byte from the peer. Default 30.
+        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
+            Default None: plain TCP.
+        backlog: The listen() backlog. Default 4096.
+        identity_check: An async function (identity, rq) returning False
+            (reject), True (accept) or the server response bytes (accept),
+            for User Identity negotiation (`asyncecho.identity`). Default
+            None: identities are not checked.
+        options: A `ServerOptions` holding the above: give either it or the
+            settings as keywords, not both (a TypeError). Default None.
+
+    Raises:
+        TypeError, ValueError: A bad argument, at the call (before anything
+            listens).
+        OSError: On entering the block, if the address cannot be listened on.
     """
     # Checked at the call, before anything listens, on every backend alike.
     arguments.host(host, "host", empty_ok=True)
     arguments.port(port, "port", zero_ok=True)
+    settings = _given(
+        _SERVER_NAMES,
+        (
+            ae_title,
+            require_called_ae,
+            allowed_calling_aes,
+            allowed_called_aes,
+            allowed_networks,
+            transfer_syntaxes,
+            max_pdu,
+            max_associations,
+            acse_timeout,
+            dimse_timeout,
+            network_timeout,
+            ssl,
+            backlog,
+            identity_check,
+        ),
+    )
     if options is None:
         options = ServerOptions(**settings)
     elif not isinstance(options, ServerOptions):

@@ -25,10 +25,10 @@ the iteration ends. Targets never pulled get no record.
 
 from __future__ import annotations
 
-import enum
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+import ssl as _ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import TracebackType
@@ -39,7 +39,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import arguments, logs
-from .client import EchoOptions, verify
+from .client import _OPTION, _OPTION_NAMES, EchoOptions, _Default, _given, verify
+from .pdu_items import UserIdentityRQ, UserItem
 from .results import EchoResult, Timings
 
 DEFAULT_CONCURRENCY = 256
@@ -490,8 +491,9 @@ def _cancelled(target: Target, started: datetime) -> SweepRecord:
     return SweepRecord(target, "cancelled", started, detail="the sweep was stopped")
 
 
-class _Unset(enum.Enum):
-    TOKEN = 0
+# sweep()'s deadline when it is not given: `options.deadline` if set, else
+# DEFAULT_DEADLINE (which help() shows).
+_SWEEP_DEADLINE: Any = _Default(DEFAULT_DEADLINE)
 
 
 def sweep(
@@ -499,42 +501,100 @@ def sweep(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     rate: float | None = None,
-    deadline: float | _Unset | None = _Unset.TOKEN,
+    calling_ae: str = _OPTION["calling_ae"],
+    called_ae: str = _OPTION["called_ae"],
+    transfer_syntaxes: Sequence[str] = _OPTION["transfer_syntaxes"],
+    max_pdu: int = _OPTION["max_pdu"],
+    connect_timeout: float | None = _OPTION["connect_timeout"],
+    acse_timeout: float | None = _OPTION["acse_timeout"],
+    dimse_timeout: float | None = _OPTION["dimse_timeout"],
+    network_timeout: float | None = _OPTION["network_timeout"],
+    deadline: float | None = _SWEEP_DEADLINE,
+    ssl: _ssl.SSLContext | None = _OPTION["ssl"],
+    server_hostname: str | None = _OPTION["server_hostname"],
+    user_identity: UserIdentityRQ | None = _OPTION["user_identity"],
+    user_items: Sequence[UserItem] = _OPTION["user_items"],
     options: EchoOptions | None = None,
-    **overrides: Any,
 ) -> Sweep:
-    """Echo every target, at most `concurrency` associations at once and at
-    most `rate` new ones per second; each target gets `deadline` seconds
-    from connect to release (None: only the phase timeouts; not given:
-    `options.deadline` if set, else `DEFAULT_DEADLINE`, 10 s). Giving both
-    `deadline=` and an `options` with a deadline is a TypeError.
+    """Echo every target, many at once; a `SweepRecord` for each.
 
-    `concurrency` is clamped to what the open-file limit allows (one socket
-    per association, `FD_HEADROOM` descriptors left free): the sweep's
-    `concurrency` attribute says what runs, and a `sweep.concurrency_clamped`
-    event is logged. The process's limits are left as they are.
-
-    `options` / `overrides` are `EchoOptions` for every target (as for
-    `verify()`, the keywords apply on top of `options`); a target's own AE
-    titles win. Use as
+    Use as
 
         async with sweep(targets) as records:
             async for record in records: ...
 
     Exactly one `SweepRecord` per target, in order of completion; nothing a
-    peer or the network does raises. Raises only for invalid arguments, or
-    with the exception of the `targets` iterable itself.
+    peer or the network does raises.
+
+    Args:
+        targets: `Target` objects, an iterable or an async iterable (pulled
+            only as slots free up: it may be huge or endless).
+        concurrency: At most this many associations at once. Default 256.
+            Clamped to what the open-file limit allows (one socket per
+            association, `FD_HEADROOM` descriptors left free): the sweep's
+            `concurrency` attribute says what runs, and a
+            `sweep.concurrency_clamped` event is logged. The process's
+            limits are left as they are.
+        rate: At most this many new associations per second. Default None:
+            as fast as the slots allow.
+        calling_ae: Our AE title, unless a target has its own. Default
+            "ECHOSCU".
+        called_ae: The peers' AE title, unless a target has its own.
+            Default "ANY-SCP".
+        transfer_syntaxes: The transfer syntax UIDs proposed. Default: those
+            of `echo()`.
+        max_pdu: The largest PDU we accept, in bytes; 0 = no limit.
+            Default 16382.
+        connect_timeout: Seconds for each TCP connect and TLS handshake.
+            Default 30.
+        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
+            Default 30.
+        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
+        network_timeout: Seconds without a byte from a peer. Default 30.
+        deadline: Seconds for each target, connect to release; None: only
+            the phase timeouts. Not given: `options.deadline` if set, else
+            `DEFAULT_DEADLINE`, 10 s. Giving it as well as an `options` with
+            a deadline is a TypeError.
+        ssl: An `ssl.SSLContext` for DICOM over TLS. Default None.
+        server_hostname: The name the certificates must match. Default
+            None: each target's host (with `ssl`).
+        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
+            `asyncecho.identity.user_identity()`. Default None.
+        user_items: Further User Information sub-items to send. Default ().
+        options: An `EchoOptions` for every target; the keywords given as
+            well apply on top of it, as for `verify()`. Default None: the
+            defaults.
+
+    Raises:
+        TypeError, ValueError: A bad argument, at the call.
+        Exception: While iterating, only what the `targets` iterable itself
+            raised.
     """
     if options is None:
         options = EchoOptions()
     elif not isinstance(options, EchoOptions):
         raise TypeError(f"options must be an EchoOptions or None, not {type(options).__name__}")
-    if isinstance(deadline, _Unset):
+    if deadline is _SWEEP_DEADLINE:
         deadline = DEFAULT_DEADLINE if options.deadline is None else options.deadline
     elif options.deadline is not None:
         raise TypeError(
             f"sweep(): the deadline is given twice (deadline={deadline!r} and "
             f"options.deadline={options.deadline!r}): give one"
         )
-    merged = replace(options, deadline=deadline, **overrides)  # (checks every field)
+    settings = (
+        calling_ae,
+        called_ae,
+        transfer_syntaxes,
+        max_pdu,
+        connect_timeout,
+        acse_timeout,
+        dimse_timeout,
+        network_timeout,
+        deadline,
+        ssl,
+        server_hostname,
+        user_identity,
+        user_items,
+    )
+    merged = replace(options, **_given(_OPTION_NAMES, settings))  # (checks every field)
     return Sweep(targets, concurrency=concurrency, rate=rate, options=merged)
