@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
+# The public names: {name: the submodule it comes from} (a name that is its
+# own module's is that submodule). Loaded on first use (PEP 562), since the
+# client pulls in the whole core and the CLI must start fast.
 _EXPORTS = {
     "echo": "client",
     "verify": "client",
@@ -50,78 +53,66 @@ _EXPORTS = {
     "Sweep": "sweeper",
     "Target": "sweeper",
     "SweepRecord": "sweeper",
+    "identity": "identity",
+    "tls": "tls",
+    "uids": "uids",
 }
 
-# A literal list (not built from _EXPORTS) so that type checkers see the
-# public names as re-exported (mypy --strict has no implicit re-export).
-__all__ = [
-    "AcseTimeout",
-    "Association",
-    "AssociationAborted",
-    "AssociationRejected",
-    "ConnectTimeout",
-    "ConnectionFailed",
-    "ConnectionRefused",
-    "DeadlineExceeded",
-    "DimseTimeout",
-    "EchoError",
-    "EchoOptions",
-    "EchoResult",
-    "EchoTimeout",
-    "HostUnreachable",
-    "LocalResourceError",
-    "NameResolutionFailed",
-    "NetworkTimeout",
-    "NoAcceptedContext",
-    "ProtocolError",
-    "Server",
-    "ServerOptions",
-    "Sweep",
-    "SweepRecord",
-    "TLSHandshakeFailed",
-    "Target",
-    "Timings",
-    "__version__",
-    "associate",
-    "disable_logging",
-    "echo",
-    "enable_logging",
-    "serve",
-    "sweep",
-    "verify",
-]
+__all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .client import Association, EchoOptions, associate, echo, verify
-    from .exceptions import (
-        AcseTimeout,
-        AssociationAborted,
-        AssociationRejected,
-        ConnectionFailed,
-        ConnectionRefused,
-        ConnectTimeout,
-        DeadlineExceeded,
-        DimseTimeout,
-        EchoError,
-        EchoTimeout,
-        HostUnreachable,
-        LocalResourceError,
-        NameResolutionFailed,
-        NetworkTimeout,
-        NoAcceptedContext,
-        ProtocolError,
-        TLSHandshakeFailed,
-    )
-    from .logs import disable_logging, enable_logging
-    from .results import EchoResult, Timings
-    from .server import Server, ServerOptions, serve
-    from .sweeper import Sweep, SweepRecord, Target, sweep
+    # For type checkers, which cannot follow the lazy map: the same names
+    # (tests/test_typed_api.py checks that they agree), each `x as x`, the
+    # explicit re-export mypy --strict wants.
+    from . import identity as identity
+    from . import tls as tls
+    from . import uids as uids
+    from ._version import __version__ as __version__
+    from .client import Association as Association
+    from .client import EchoOptions as EchoOptions
+    from .client import associate as associate
+    from .client import echo as echo
+    from .client import verify as verify
+    from .exceptions import AcseTimeout as AcseTimeout
+    from .exceptions import AssociationAborted as AssociationAborted
+    from .exceptions import AssociationRejected as AssociationRejected
+    from .exceptions import ConnectionFailed as ConnectionFailed
+    from .exceptions import ConnectionRefused as ConnectionRefused
+    from .exceptions import ConnectTimeout as ConnectTimeout
+    from .exceptions import DeadlineExceeded as DeadlineExceeded
+    from .exceptions import DimseTimeout as DimseTimeout
+    from .exceptions import EchoError as EchoError
+    from .exceptions import EchoTimeout as EchoTimeout
+    from .exceptions import HostUnreachable as HostUnreachable
+    from .exceptions import LocalResourceError as LocalResourceError
+    from .exceptions import NameResolutionFailed as NameResolutionFailed
+    from .exceptions import NetworkTimeout as NetworkTimeout
+    from .exceptions import NoAcceptedContext as NoAcceptedContext
+    from .exceptions import ProtocolError as ProtocolError
+    from .exceptions import TLSHandshakeFailed as TLSHandshakeFailed
+    from .logs import disable_logging as disable_logging
+    from .logs import enable_logging as enable_logging
+    from .results import EchoResult as EchoResult
+    from .results import Timings as Timings
+    from .server import Server as Server
+    from .server import ServerOptions as ServerOptions
+    from .server import serve as serve
+    from .sweeper import Sweep as Sweep
+    from .sweeper import SweepRecord as SweepRecord
+    from .sweeper import Target as Target
+    from .sweeper import sweep as sweep
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'asyncecho' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    loaded = import_module(f".{module}", __name__)
+    value = loaded if module == name else getattr(loaded, name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The public API (PEP 562), not the helpers this module imports."""
+    return sorted(__all__)
