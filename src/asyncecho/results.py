@@ -21,13 +21,16 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class EchoResult:
-    """The outcome of one C-ECHO on one association."""
+    """The outcome of one C-ECHO on one association (from `echo()` or
+    `verify()`); true only on success."""
 
     host: str
     port: int
+    #: the C-ECHO-RSP's status (0x0000: success), None if none came
     status: int | None = None
     timings: Timings = field(default_factory=Timings)
     message_id: int | None = None
+    #: what the peer's A-ASSOCIATE-AC says of it
     peer_ae: str | None = None
     peer_implementation_class_uid: str | None = None
     peer_implementation_version_name: str | None = None
@@ -41,10 +44,12 @@ class EchoResult:
 
     @property
     def ok(self) -> bool:
+        """A Success status and no error."""
         return self.error is None and self.status == STATUS_SUCCESS
 
     @property
     def status_name(self) -> str | None:
+        """The status's meaning (PS3.7 Annex C), e.g. "Success"."""
         return None if self.status is None else status_name(self.status)
 
     @property
