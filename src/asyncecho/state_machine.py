@@ -7,12 +7,14 @@ nothing of bytes, sockets or clocks; `UpperLayer` carries out the actions.
 
 Theory of operation. Each input to the upper layer (a local primitive, a PDU
 from the peer, the transport, the ARTIM timer) is one of the nineteen events.
-`StateMachine.fire(event)` looks up the cell (state, event) of the table; the
-cell names one action, and the action names the next state. A blank cell
-that a local primitive hits is our own misuse and raises LocalProtocolError.
-A blank cell that a remote event hits cannot happen: every PDU event is
-defined in every state that has a transport connection (Sta2, Sta3, Sta5 to
-Sta13), and the upper layer sends no bytes up before one exists.
+`StateMachine.fire(event)` looks up the cell (state, event) of the
+table; the cell names one action, and the action names the next state. A
+blank cell that a local primitive hits is our own misuse and raises
+LocalProtocolError (`UpperLayer` documents the few calls that are no-ops
+instead, each where the standard has nothing left to do). A blank cell that a
+remote event hits cannot happen: every PDU event is defined in every state
+that has a transport connection (Sta2, Sta3, Sta5 to Sta13), and the upper
+layer sends no bytes up before one exists.
 
 ARTIM runs in exactly Sta2 and Sta13: the actions that enter those states
 start it (AA-1 restarts it), and every action leaving them stops it.
@@ -21,7 +23,6 @@ start it (AA-1 restarts it), and every action leaving them stops it.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
 
 from .protocol_errors import LocalProtocolError
 
@@ -70,25 +71,12 @@ class Event(enum.IntEnum):
         return f"Evt{self.value}"
 
 
-# Events raised by the local user or the local transport, as opposed to the peer.
-LOCAL_EVENTS = frozenset(
-    {
-        Event.EVT1,
-        Event.EVT2,
-        Event.EVT5,
-        Event.EVT7,
-        Event.EVT8,
-        Event.EVT9,
-        Event.EVT11,
-        Event.EVT14,
-        Event.EVT15,
-        Event.EVT17,
-        Event.EVT18,
-    }
-)
-
-
-class Action(enum.Enum):
+# A str enum, as State and Event are int enums, so that its members hash in C
+# (as their values): the upper layer looks an action up by hash at every
+# transition, and a plain Enum member hashes in Python code, which cost 2-4%
+# of the core's instructions per association (`benchmarks.profiling core`
+# under valgrind).
+class Action(str, enum.Enum):
     AE_1 = "AE-1"  # Issue TRANSPORT CONNECT request primitive
     AE_2 = "AE-2"  # Send A-ASSOCIATE-RQ PDU
     AE_3 = "AE-3"  # Issue A-ASSOCIATE confirmation (accept) primitive
@@ -121,101 +109,98 @@ class Action(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    # Enum hashes its members by name in Python code; they are singletons
-    # compared by identity, so the identity hash (in C) is equivalent and
-    # keeps a dict lookup by action (upper_layer's dispatch) cheap.
-    __hash__ = object.__hash__
-
 
 S = State
 E = Event
 A = Action
 
-# PS3.8 Table 9-10, row by row (one row per event); a missing cell is blank.
-_ALL_CONNECTED = (S.STA6, S.STA7, S.STA8, S.STA9, S.STA10, S.STA11, S.STA12)
-_RELEASING = (S.STA8, S.STA9, S.STA10, S.STA11, S.STA12)
-
-
-def _row(
-    cells: dict[State, Action], rest: tuple[State, ...] = (), rest_action: Action | None = None
-) -> dict[State, Action]:
-    row = dict(cells)
-    for state in rest:
-        assert rest_action is not None
-        row.setdefault(state, rest_action)
-    return row
-
-
+# PS3.8 Table 9-10, written out cell by cell as {event: {state: action}}, to
+# be checked against the standard one cell at a time. Each event's cells run
+# in state order over three lines, Sta1-Sta5, Sta6-Sta9 and Sta10-Sta13, each
+# state in its own column: a gap, or a state not written, is a blank cell.
+# fmt: off
 TABLE: dict[Event, dict[State, Action]] = {
-    E.EVT1: {S.STA1: A.AE_1},
-    E.EVT2: {S.STA4: A.AE_2},
-    E.EVT3: _row(
-        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AE_3, S.STA13: A.AA_6}, _ALL_CONNECTED, A.AA_8
-    ),
-    E.EVT4: _row(
-        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AE_4, S.STA13: A.AA_6}, _ALL_CONNECTED, A.AA_8
-    ),
-    E.EVT5: {S.STA1: A.AE_5},
-    E.EVT6: _row(
-        {S.STA2: A.AE_6, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA13: A.AA_7}, _ALL_CONNECTED, A.AA_8
-    ),
-    E.EVT7: {S.STA3: A.AE_7},
-    E.EVT8: {S.STA3: A.AE_8},
-    E.EVT9: {S.STA6: A.DT_1, S.STA8: A.AR_7},
-    E.EVT10: _row(
-        {
-            S.STA2: A.AA_1,
-            S.STA3: A.AA_8,
-            S.STA5: A.AA_8,
-            S.STA6: A.DT_2,
-            S.STA7: A.AR_6,
-            S.STA13: A.AA_6,
-        },
-        _RELEASING,
-        A.AA_8,
-    ),
-    E.EVT11: {S.STA6: A.AR_1},
-    E.EVT12: _row(
-        {
-            S.STA2: A.AA_1,
-            S.STA3: A.AA_8,
-            S.STA5: A.AA_8,
-            S.STA6: A.AR_2,
-            S.STA7: A.AR_8,
-            S.STA13: A.AA_6,
-        },
-        _RELEASING,
-        A.AA_8,
-    ),
-    E.EVT13: _row(
-        {
-            S.STA2: A.AA_1,
-            S.STA3: A.AA_8,
-            S.STA5: A.AA_8,
-            S.STA6: A.AA_8,
-            S.STA7: A.AR_3,
-            S.STA10: A.AR_10,
-            S.STA11: A.AR_3,
-            S.STA13: A.AA_6,
-        },
-        _RELEASING,
-        A.AA_8,
-    ),
-    E.EVT14: {S.STA8: A.AR_4, S.STA9: A.AR_9, S.STA12: A.AR_4},
-    E.EVT15: _row({S.STA3: A.AA_1, S.STA4: A.AA_2, S.STA5: A.AA_1}, _ALL_CONNECTED, A.AA_1),
-    E.EVT16: _row(
-        {S.STA2: A.AA_2, S.STA3: A.AA_3, S.STA5: A.AA_3, S.STA13: A.AA_2}, _ALL_CONNECTED, A.AA_3
-    ),
-    E.EVT17: _row(
-        {S.STA2: A.AA_5, S.STA3: A.AA_4, S.STA4: A.AA_4, S.STA5: A.AA_4, S.STA13: A.AR_5},
-        _ALL_CONNECTED,
-        A.AA_4,
-    ),
-    E.EVT18: {S.STA2: A.AA_2, S.STA13: A.AA_2},
-    E.EVT19: _row(
-        {S.STA2: A.AA_1, S.STA3: A.AA_8, S.STA5: A.AA_8, S.STA13: A.AA_7}, _ALL_CONNECTED, A.AA_8
-    ),
+    E.EVT1: {  # A-ASSOCIATE request (local user)
+        S.STA1: A.AE_1,
+    },
+    E.EVT2: {  # Transport connect confirmation
+                                                        S.STA4: A.AE_2,
+    },
+    E.EVT3: {  # A-ASSOCIATE-AC PDU received
+                        S.STA2: A.AA_1, S.STA3: A.AA_8,                 S.STA5: A.AE_3,
+        S.STA6: A.AA_8, S.STA7: A.AA_8, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AA_8,  S.STA11: A.AA_8,  S.STA12: A.AA_8,  S.STA13: A.AA_6,
+    },
+    E.EVT4: {  # A-ASSOCIATE-RJ PDU received
+                        S.STA2: A.AA_1, S.STA3: A.AA_8,                 S.STA5: A.AE_4,
+        S.STA6: A.AA_8, S.STA7: A.AA_8, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AA_8,  S.STA11: A.AA_8,  S.STA12: A.AA_8,  S.STA13: A.AA_6,
+    },
+    E.EVT5: {  # Transport connection indication
+        S.STA1: A.AE_5,
+    },
+    E.EVT6: {  # A-ASSOCIATE-RQ PDU received
+                        S.STA2: A.AE_6, S.STA3: A.AA_8,                 S.STA5: A.AA_8,
+        S.STA6: A.AA_8, S.STA7: A.AA_8, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AA_8,  S.STA11: A.AA_8,  S.STA12: A.AA_8,  S.STA13: A.AA_7,
+    },
+    E.EVT7: {  # A-ASSOCIATE response primitive (accept)
+                                        S.STA3: A.AE_7,
+    },
+    E.EVT8: {  # A-ASSOCIATE response primitive (reject)
+                                        S.STA3: A.AE_8,
+    },
+    E.EVT9: {  # P-DATA request primitive
+        S.STA6: A.DT_1,                 S.STA8: A.AR_7,
+    },
+    E.EVT10: {  # P-DATA-TF PDU received
+                        S.STA2: A.AA_1, S.STA3: A.AA_8,                 S.STA5: A.AA_8,
+        S.STA6: A.DT_2, S.STA7: A.AR_6, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AA_8,  S.STA11: A.AA_8,  S.STA12: A.AA_8,  S.STA13: A.AA_6,
+    },
+    E.EVT11: {  # A-RELEASE request primitive
+        S.STA6: A.AR_1,
+    },
+    E.EVT12: {  # A-RELEASE-RQ PDU received
+                        S.STA2: A.AA_1, S.STA3: A.AA_8,                 S.STA5: A.AA_8,
+        S.STA6: A.AR_2, S.STA7: A.AR_8, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AA_8,  S.STA11: A.AA_8,  S.STA12: A.AA_8,  S.STA13: A.AA_6,
+    },
+    E.EVT13: {  # A-RELEASE-RP PDU received
+                        S.STA2: A.AA_1, S.STA3: A.AA_8,                 S.STA5: A.AA_8,
+        S.STA6: A.AA_8, S.STA7: A.AR_3, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AR_10, S.STA11: A.AR_3,  S.STA12: A.AA_8,  S.STA13: A.AA_6,
+    },
+    E.EVT14: {  # A-RELEASE response primitive
+                                        S.STA8: A.AR_4, S.STA9: A.AR_9,
+                                            S.STA12: A.AR_4,
+    },
+    E.EVT15: {  # A-ABORT request primitive
+                                        S.STA3: A.AA_1, S.STA4: A.AA_2, S.STA5: A.AA_1,
+        S.STA6: A.AA_1, S.STA7: A.AA_1, S.STA8: A.AA_1, S.STA9: A.AA_1,
+        S.STA10: A.AA_1,  S.STA11: A.AA_1,  S.STA12: A.AA_1,
+    },
+    E.EVT16: {  # A-ABORT PDU received
+                        S.STA2: A.AA_2, S.STA3: A.AA_3,                 S.STA5: A.AA_3,
+        S.STA6: A.AA_3, S.STA7: A.AA_3, S.STA8: A.AA_3, S.STA9: A.AA_3,
+        S.STA10: A.AA_3,  S.STA11: A.AA_3,  S.STA12: A.AA_3,  S.STA13: A.AA_2,
+    },
+    E.EVT17: {  # Transport connection closed indication
+                        S.STA2: A.AA_5, S.STA3: A.AA_4, S.STA4: A.AA_4, S.STA5: A.AA_4,
+        S.STA6: A.AA_4, S.STA7: A.AA_4, S.STA8: A.AA_4, S.STA9: A.AA_4,
+        S.STA10: A.AA_4,  S.STA11: A.AA_4,  S.STA12: A.AA_4,  S.STA13: A.AR_5,
+    },
+    E.EVT18: {  # ARTIM timer expired
+                        S.STA2: A.AA_2,
+                                                              S.STA13: A.AA_2,
+    },
+    E.EVT19: {  # Unrecognized or invalid PDU received
+                        S.STA2: A.AA_1, S.STA3: A.AA_8,                 S.STA5: A.AA_8,
+        S.STA6: A.AA_8, S.STA7: A.AA_8, S.STA8: A.AA_8, S.STA9: A.AA_8,
+        S.STA10: A.AA_8,  S.STA11: A.AA_8,  S.STA12: A.AA_8,  S.STA13: A.AA_7,
+    },
 }
+# fmt: on
 
 # The state each action leads to; AE-6 and AR-8 depend on a condition.
 NEXT_STATE: dict[Action, State | None] = {
@@ -256,55 +241,34 @@ STARTS_ARTIM = frozenset({A.AE_5, A.AE_8, A.AR_4, A.AA_1, A.AA_8})
 CLOSES_TRANSPORT = frozenset({A.AE_4, A.AR_3, A.AR_5, A.AA_2, A.AA_3, A.AA_4, A.AA_5})
 
 
-class Cell(NamedTuple):
-    """One filled cell of the table with what its action implies, looked up
-    once per event (plain Enum members hash in Python: kept off the hot path)."""
-
-    action: Action
-    next_state: State | None  # None: AE-6 and AR-8 decide at run time
-    starts_artim: bool
-    closes_transport: bool
-
-
-CELLS: dict[Event, dict[State, Cell]] = {
-    event: {
-        state: Cell(action, NEXT_STATE[action], action in STARTS_ARTIM, action in CLOSES_TRANSPORT)
-        for state, action in row.items()
-    }
-    for event, row in TABLE.items()
-}
-
-
 class StateMachine:
     """The current state, and the table lookup that moves it."""
 
-    __slots__ = ("cell", "is_requestor", "state")
+    __slots__ = ("is_requestor", "state")
 
     def __init__(self, is_requestor: bool) -> None:
         self.is_requestor = is_requestor
         self.state = S.STA1
-        #: the cell of the last transition
-        self.cell: Cell | None = None
 
     def action_for(self, event: Event) -> Action | None:
+        """The action `event` would cause now; None for a blank cell."""
         return TABLE[event].get(self.state)
 
     def fire(self, event: Event, *, acceptable: bool = True) -> Action:
-        """Apply `event`; return the action to carry out.
+        """Apply `event`: move to the next state; return the action to carry
+        out. A blank cell raises LocalProtocolError and changes nothing.
 
         `acceptable` is AE-6's condition: whether the service provider can
         accept the A-ASSOCIATE-RQ (e.g. its protocol version).
         """
-        cell = CELLS[event].get(self.state)
-        if cell is None:
+        action = TABLE[event].get(self.state)
+        if action is None:
             raise LocalProtocolError(f"{event} is not allowed in {self.state}")
-        action = cell.action
-        next_state = cell.next_state
+        next_state = NEXT_STATE[action]
         if next_state is None:
             if action is A.AE_6:
                 next_state = S.STA3 if acceptable else S.STA13
             else:  # AR-8
                 next_state = S.STA9 if self.is_requestor else S.STA10
         self.state = next_state
-        self.cell = cell
         return action

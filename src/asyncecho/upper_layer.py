@@ -7,17 +7,19 @@ close the transport (`should_close`) and when the ARTIM timer next needs
 attention (`next_deadline` / `handle_timer`). No sockets, no clocks: times
 are passed in as `now` (any monotonic clock the caller uses consistently).
 
-`UpperLayer` is a `StateMachine` (the table decides every transition; its
-state is this object's `state`) that carries out the action the table names
-and turns PDUs into the table's events. One object per association rather
-than two: thousands of associations in flight each keep it alive, and every
-live object is one more for the garbage collector to walk.
+`UpperLayer` has a `StateMachine` (the table decides every transition; its
+state is this object's `state`), turns PDUs into the table's events and
+carries out the action each transition names (`_fire`, then the `_act_*`
+methods). The calls that are deliberately no-ops where the table is blank
+(`abort()` with no association to abort, `connection_lost()` after the
+close, `protocol_violation()` after the end) say so in their docstrings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from typing import TypeAlias
 
 from .dimse import Message, MessageAssembler, fragment, whole_command
 from .events import (
@@ -51,7 +53,7 @@ from .protocol_errors import (
     LocalProtocolError,
     PDUError,
 )
-from .state_machine import Action, State, StateMachine
+from .state_machine import CLOSES_TRANSPORT, STARTS_ARTIM, TABLE, Action, State, StateMachine
 from .state_machine import Event as Evt
 
 # PS3.8 9.1.4: ARTIM bounds the wait for the first PDU (acceptor) and for the
@@ -81,6 +83,12 @@ def _deliver(
     return events
 
 
+# What an event carries to its action (see UpperLayer._fire): a PDU
+# received, the error of an invalid one, the AssociateRQ/AC/RJ of a primitive,
+# a P-DATA request's (context ID, command, data set), or nothing.
+_Arg: TypeAlias = "PDU | PDUError | tuple[int, bytes, bytes | None] | None"
+
+
 @lru_cache(maxsize=256)
 def _encode_command(context_id: int, command: bytes, max_pdu: int) -> bytes:
     return b"".join(
@@ -94,21 +102,16 @@ def _encode_associate(pdu: AssociateRQ | AssociateAC) -> bytes:
     return pdu.encode()
 
 
-class UpperLayer(StateMachine):
-    """One association's upper layer, as requestor or acceptor. (`fire`,
-    inherited, is the bare table lookup: the primitives below are the way
-    to drive an association.)"""
+class UpperLayer:
+    """One association's upper layer, as requestor or acceptor."""
 
     __slots__ = (
         "_assembler",
         "_framer",
+        "_machine",
         "_max_associate_length",
         "_max_pdata_length",
-        "_now",
         "_outbox",
-        "_pending_command",
-        "_pending_context_id",
-        "_pending_data_set",
         "_stream_broken",
         "ac",
         "artim_deadline",
@@ -117,7 +120,6 @@ class UpperLayer(StateMachine):
         "peer_max_pdu",
         "rj",
         "rq",
-        "sent_pdus",
         "should_close",
     )
 
@@ -129,12 +131,12 @@ class UpperLayer(StateMachine):
         artim_timeout: float = DEFAULT_ARTIM_TIMEOUT,
         max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH,
     ) -> None:
-        super().__init__(is_requestor=requestor)
+        self._machine = StateMachine(is_requestor=requestor)
         self.artim_timeout = artim_timeout
         self.artim_deadline: float | None = None
         self._max_pdata_length = max_pdu or UNLIMITED_PDATA_CAP
         self._max_associate_length = max_associate_length
-        # Made at the first read that is not exactly whole PDUs: until
+        # Made at the first read that is not exactly one whole PDU: until
         # then (often for the whole association) each read is one PDU.
         self._framer: PDUFramer | None = None
         # Made when a message first comes in fragments: a whole command in
@@ -148,17 +150,18 @@ class UpperLayer(StateMachine):
         # {context ID: (abstract syntax, transfer syntax)} once accepted
         self.contexts: Mapping[int, tuple[str, str]] = {}
         self.peer_max_pdu = 0
-        # Set for the diagnostics of whoever drives us: the last PDU sent/received.
-        self.sent_pdus: list[PDU] | None = None
-        # The message of the P-DATA request (Evt9) being carried out (three
-        # slots, not a tuple made for every message).
-        self._pending_context_id = 0
-        self._pending_command = b""
-        self._pending_data_set: bytes | None = None
-        self._now = 0.0
         self._stream_broken = False
 
     # --- outputs ---------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The state of PS3.8 Table 9-10 the association is in."""
+        return self._machine.state
+
+    def action_for(self, event: Evt) -> Action | None:
+        """The action `event` would cause now; None where the table is blank."""
+        return self._machine.action_for(event)
 
     @property
     def partial_pdu(self) -> bool:
@@ -174,63 +177,85 @@ class UpperLayer(StateMachine):
         return self.artim_deadline
 
     # --- local primitives --------------------------------------------------------
+    # Each is the table's event: where its cell is blank it raises
+    # LocalProtocolError and changes nothing, except where said otherwise.
 
     def request(self, rq: AssociateRQ) -> None:
         """A-ASSOCIATE request (Evt1): next, open the transport connection."""
-        if not self.is_requestor:
+        if not self._machine.is_requestor:
             # An acceptor's connection_made() is Evt5, never Evt2: it would stick in Sta4.
             raise LocalProtocolError("an acceptor cannot issue an A-ASSOCIATE request")
-        self._check_allowed(Evt.EVT1)
-        self.rq = rq
-        self._fire(Evt.EVT1, None)
+        self._fire(Evt.EVT1, None, rq)
 
     def connection_made(self, now: float) -> None:
         """Transport connect confirmation (Evt2) or indication (Evt5)."""
-        self._fire(Evt.EVT2 if self.is_requestor else Evt.EVT5, now)
+        self._fire(Evt.EVT2 if self._machine.is_requestor else Evt.EVT5, now)
 
     def accept(self, ac: AssociateAC, now: float = 0.0) -> None:
-        self._check_allowed(Evt.EVT7)
-        self.ac = ac
-        self._fire(Evt.EVT7, now)
+        """A-ASSOCIATE response primitive, accept (Evt7)."""
+        self._fire(Evt.EVT7, now, ac)
 
     def reject(self, rj: AssociateRJ, now: float) -> None:
-        self._check_allowed(Evt.EVT8)
-        self.rj = rj
-        self._fire(Evt.EVT8, now)
+        """A-ASSOCIATE response primitive, reject (Evt8)."""
+        self._fire(Evt.EVT8, now, rj)
 
     def send_message(self, context_id: int, command: bytes, data_set: bytes | None = None) -> None:
         """P-DATA request (Evt9): one DIMSE message, fragmented to the peer's maximum."""
         if context_id not in self.contexts:
             raise LocalProtocolError(f"presentation context {context_id} was not accepted")
-        self._check_allowed(Evt.EVT9)
-        self._pending_context_id = context_id
-        self._pending_command = command
-        self._pending_data_set = data_set
-        self._fire(Evt.EVT9, None)
+        self._fire(Evt.EVT9, None, (context_id, command, data_set))
 
     def release(self) -> None:
+        """A-RELEASE request (Evt11)."""
         self._fire(Evt.EVT11, None)
 
     def release_response(self, now: float) -> None:
+        """A-RELEASE response primitive (Evt14)."""
         self._fire(Evt.EVT14, now)
 
     def abort(self, now: float) -> None:
-        """A-ABORT request (Evt15). In Sta1 and Sta13 there is nothing to abort."""
-        if self.state in (State.STA1, State.STA13):
+        """A-ABORT request (Evt15).
+
+        A deliberate no-op in Sta1 and Sta13, where the table leaves Evt15
+        blank: PS3.8 has nothing to abort there (no transport connection, or
+        an association already ended by an A-ABORT, a release or a rejection,
+        with only the transport close awaited). So whoever gives up on an
+        association (a timeout, a cancellation, a block exiting) may abort
+        without checking the state first. In Sta2, also blank (no
+        A-ASSOCIATE-RQ yet, so no association either), it raises
+        LocalProtocolError like any other primitive: the caller closes the
+        transport instead.
+        """
+        if self._machine.state in _NOTHING_TO_ABORT:
             return
         self._fire(Evt.EVT15, now)
 
     def connection_lost(self, now: float = 0.0) -> list[Event]:
-        """Transport connection closed indication (Evt17)."""
-        if self.state is State.STA1:
+        """Transport connection closed indication (Evt17). A no-op in Sta1:
+        the association had already ended and the transport closed
+        (AE-4, AR-3, AA-2 ... `should_close`); this is that close, reported."""
+        if self._machine.state is State.STA1:
             return []
         return self._fire(Evt.EVT17, now)
 
     def handle_timer(self, now: float) -> list[Event]:
-        """Call when `next_deadline()` has passed: ARTIM expired (Evt18)."""
+        """Call when `next_deadline()` has passed: ARTIM expired (Evt18).
+        Before the deadline, or with no ARTIM running, Evt18 has not happened."""
         if self.artim_deadline is None or now < self.artim_deadline:
             return []
         return self._fire(Evt.EVT18, now)
+
+    def protocol_violation(self, error: PDUError, now: float) -> list[Event]:
+        """The user found a PDU's content invalid (e.g. a DIMSE command set it
+        cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
+        service-provider A-ABORT with the error's reason).
+
+        A no-op once the association is over (Sta13: e.g. the P-DATA that
+        completed the message went on to be invalid itself, and AA-8 has
+        already aborted; Sta1), and in Sta4, before any PDU could arrive."""
+        if self._machine.state in _NO_PDU_TO_JUDGE:
+            return []
+        return self._fire(Evt.EVT19, now, error)
 
     # --- input from the peer -------------------------------------------------------
 
@@ -243,74 +268,62 @@ class UpperLayer(StateMachine):
         been taken in, before the next PDU of the same chunk is: so a user
         that answers at once (an SCP answering a C-ECHO-RQ) answers exactly
         as if TCP had delivered the PDUs one by one. Nothing is returned then.
+
+        Bytes after the association has ended (`should_close`) or after an
+        invalid PDU broke the stream's framing are ignored: nothing more in
+        the stream can be read as PDUs.
         """
         if self.should_close or self._stream_broken:
-            # The association is over, or the byte stream lost its framing
-            # after an invalid PDU: nothing more in it can be read as PDUs.
             return []
-        if self.state in _UNCONNECTED:
+        if self._machine.state in _UNCONNECTED:
             raise LocalProtocolError(
-                f"no transport connection in {self.state} to receive on"
+                f"no transport connection in {self._machine.state} to receive on"
             )
         events: list[Event] = []
-        framer = self._framer
         # Only the framing is inside the try: a PDUError here means the byte
-        # stream itself is broken. What a whole PDU carries (its DIMSE
-        # content) is judged by the action that takes it in (DT-2/AR-6),
-        # which turns it into the table's Evt19 itself, whichever way the
-        # PDU was split across reads.
+        # stream itself is broken. What a whole PDU carries is judged by
+        # _classify and by the action that takes it in (DT-2/AR-6), alike
+        # however the PDU was split across reads.
         try:
-            if framer is None:
-                whole = single_pdu(data, self._max_pdata_length, self._max_associate_length)
-            else:
-                whole = framer.single(data)
-            if whole is None:
-                if framer is None:
-                    framer = self._framer = PDUFramer(
-                        self._max_pdata_length, self._max_associate_length
-                    )
-                pdus = framer.feed(data)
+            pdus = self._frame(data)
         except PDUError as framing_error:
             self._stream_broken = True
-            return _deliver(self._fire(Evt.EVT19, now, error=framing_error), events, on_event)
-        if whole is not None:  # the usual read: exactly one whole PDU
-            event, error = self._classify(whole)
-            return _deliver(self._fire(event, now, pdu=whole, error=error), events, on_event)
-        assert framer is not None
+            return _deliver(self._fire(Evt.EVT19, now, framing_error), events, on_event)
         for pdu in pdus:
-            event, error = self._classify(pdu)
-            new = self._fire(event, now, pdu=pdu, error=error)
-            if new:
-                _deliver(new, events, on_event)
+            event, arg = self._classify(pdu)
+            _deliver(self._fire(event, now, arg), events, on_event)
             if self.should_close or event is _EVT19:
                 return events
-        if framer.error is not None:
+        framer = self._framer
+        if framer is not None and framer.error is not None:
             # Valid PDUs came first in this chunk; now the invalid one.
             self._stream_broken = True
-            _deliver(self._fire(Evt.EVT19, now, error=framer.error), events, on_event)
+            _deliver(self._fire(Evt.EVT19, now, framer.error), events, on_event)
         return events
 
-    def protocol_violation(self, error: PDUError, now: float) -> list[Event]:
-        """The user found a PDU's content invalid (e.g. a DIMSE command set it
-        cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
-        service-provider A-ABORT with the error's reason)."""
-        if (
-            self.state in (State.STA1, State.STA13)
-            or self.action_for(Evt.EVT19) is None
-        ):
-            return []
-        return self._fire(Evt.EVT19, now, error=error)
+    def _frame(self, data: bytes) -> Sequence[PDU]:
+        """The whole PDUs `data` completes; raises PDUError if the stream
+        is invalid before the first of them."""
+        framer = self._framer
+        if framer is None:
+            pdu = single_pdu(data, self._max_pdata_length, self._max_associate_length)
+            if pdu is not None:
+                return (pdu,)
+            framer = self._framer = PDUFramer(self._max_pdata_length, self._max_associate_length)
+        return framer.feed(data)
 
-    def _classify(self, pdu: PDU) -> tuple[Evt, PDUError | None]:
-        """The table's event for `pdu`; a PDU that breaks the association's
-        own rules is an invalid PDU (Evt19), checked only where the table
-        would otherwise take it in."""
+    def _classify(self, pdu: PDU) -> tuple[Evt, PDU | PDUError]:
+        """The table's event for `pdu`, and what its action takes: the PDU,
+        or for an invalid one (Evt19) the error. A PDU that breaks the
+        association's own rules is invalid, checked only where the table
+        would take it in (AE-3, DT-2, AR-6)."""
         event = _PDU_EVENT[type(pdu)]
+        action = TABLE[event].get(self._machine.state)
         try:
-            if event is _EVT3 and self.state is _STA5:
+            if action is _AE_3:
                 assert self.rq is not None and isinstance(pdu, AssociateAC)
                 answered_contexts(self.rq, pdu)  # check_ac, remembered for AE-3
-            elif event is _EVT10 and self.state in _DATA_STATES:
+            elif action is _DT_2 or action is _AR_6:
                 assert isinstance(pdu, PDataTF)
                 for pdv in pdu.pdvs:
                     if pdv.context_id not in self.contexts:
@@ -320,149 +333,153 @@ class UpperLayer(StateMachine):
                         )
         except PDUError as error:
             return Evt.EVT19, error
-        return event, None
+        return event, pdu
 
-    # --- the actions ---------------------------------------------------------------
+    # --- one transition --------------------------------------------------------------
 
-    def _check_allowed(self, event: Evt) -> None:
-        """Refuse a primitive before it changes anything (fire() would refuse it later)."""
-        if self.action_for(event) is None:
-            raise LocalProtocolError(f"{event} is not allowed in {self.state}")
+    def _fire(self, event: Evt, now: float | None, arg: _Arg = None) -> list[Event]:
+        """Take the table's transition for `event` and carry out its action,
+        which gets `arg`: what the event carries (a PDU, the error of an
+        invalid one, the primitive's parameters). Returns the events for
+        the user. `now` may be None only for events whose actions never
+        start ARTIM (Evt1, Evt9, Evt11)."""
+        acceptable = True
+        if event is _EVT6:
+            assert isinstance(arg, AssociateRQ)
+            # AE-6's provider check: only the protocol version is the
+            # provider's to judge; everything else is the user's (Evt7/Evt8).
+            acceptable = bool(arg.protocol_version & PROTOCOL_VERSION)
+        action = self._machine.fire(event, acceptable=acceptable)
+        state = self._machine.state
+        # ARTIM runs in exactly Sta2 and Sta13 (PS3.8 9.2.2: the actions
+        # that enter them start it, AE-6 on its reject branch only; AA-1
+        # restarts it; leaving them stops it).
+        if action in STARTS_ARTIM or (action is _AE_6 and state is _STA13):
+            assert now is not None
+            self.artim_deadline = now + self.artim_timeout
+        elif state not in _ARTIM_STATES:
+            self.artim_deadline = None
+        if action in CLOSES_TRANSPORT:
+            self.should_close = True
+        try:
+            return _ACTIONS[action](self, arg)
+        except _InvalidContent as invalid:
+            # DT-2/AR-6 found the P-DATA's content invalid: that PDU is an
+            # invalid PDU after all, Evt19 (AA-8), fired from the state DT-2
+            # left us in, after the messages its PDVs completed before the
+            # bad one.
+            return invalid.events + self._fire(_EVT19, now, invalid.error)
 
     def _send(self, pdu: PDU) -> None:
         if isinstance(pdu, (AssociateRQ, AssociateAC)):
             self._outbox += _encode_associate(pdu)
         else:
             self._outbox += pdu.encode()
-        if self.sent_pdus is not None:
-            self.sent_pdus.append(pdu)
-
-    def _fire(
-        self,
-        event: Evt,
-        now: float | None,
-        *,
-        pdu: PDU | None = None,
-        error: PDUError | None = None,
-    ) -> list[Event]:
-        if now is not None:
-            self._now = now
-        acceptable = True
-        if event is _EVT6:
-            assert isinstance(pdu, AssociateRQ)
-            # AE-6's provider check: only the protocol version is the
-            # provider's to judge; everything else is the user's (Evt7/Evt8).
-            acceptable = bool(pdu.protocol_version & PROTOCOL_VERSION)
-        action = self.fire(event, acceptable=acceptable)
-        cell = self.cell
-        assert cell is not None
-        out = _ACTIONS[action](self, pdu, error, acceptable)
-        if cell.starts_artim or (action is _AE_6 and not acceptable):
-            self.artim_deadline = self._now + self.artim_timeout
-        elif self.state not in _ARTIM_KEPT:
-            self.artim_deadline = None
-        if cell.closes_transport:
-            self.should_close = True
-        return out
 
     # --- the actions (PS3.8 9.2.2), looked up in _ACTIONS ---------------------------
-    # Each gets the PDU that caused it (if any), the error (Evt19) and AE-6's
-    # condition, and returns the events for the user.
+    # Each gets what its event carries (see _fire) and returns the events for
+    # the user; ARTIM and the transport close are already seen to.
 
-    def _act_nothing(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        # AE-1 (the caller opens the transport), AE-5, AR-5, AA-2, AA-5, AA-6:
-        # nothing beyond the state change, the ARTIM and close flags.
+    def _act_nothing(self, arg: _Arg) -> list[Event]:
+        # AE-5, AR-5, AA-2, AA-5, AA-6: nothing beyond the state change, the
+        # ARTIM and close flags.
         return []
 
-    def _act_ae_2(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_ae_1(self, arg: _Arg) -> list[Event]:
+        # The caller opens the transport connection; AE-2 sends this RQ on it.
+        assert isinstance(arg, AssociateRQ)
+        self.rq = arg
+        return []
+
+    def _act_ae_2(self, arg: _Arg) -> list[Event]:
         assert self.rq is not None
         self._send(self.rq)
         return []
 
-    def _act_ae_3(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        assert isinstance(pdu, AssociateAC) and self.rq is not None
-        self.ac = pdu
-        self.contexts = answered_contexts(self.rq, pdu)  # (checked in _classify)
-        self.peer_max_pdu = pdu.max_length or 0
-        return [AssociationAccepted(pdu)]
+    def _act_ae_3(self, arg: _Arg) -> list[Event]:
+        assert isinstance(arg, AssociateAC) and self.rq is not None
+        self.ac = arg
+        self.contexts = answered_contexts(self.rq, arg)  # (checked in _classify)
+        self.peer_max_pdu = arg.max_length or 0
+        return [AssociationAccepted(arg)]
 
-    def _act_ae_4(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        assert isinstance(pdu, AssociateRJ)
-        self.rj = pdu
-        return [AssociationRejected(pdu)]
+    def _act_ae_4(self, arg: _Arg) -> list[Event]:
+        assert isinstance(arg, AssociateRJ)
+        self.rj = arg
+        return [AssociationRejected(arg)]
 
-    def _act_ae_6(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        assert isinstance(pdu, AssociateRQ)
-        self.rq = pdu
-        if ok:
-            return [AssociationRequested(pdu)]
+    def _act_ae_6(self, arg: _Arg) -> list[Event]:
+        assert isinstance(arg, AssociateRQ)
+        self.rq = arg
+        if self._machine.state is State.STA3:  # the RQ was acceptable
+            return [AssociationRequested(arg)]
         self.rj = AssociateRJ(1, 2, 2)  # PS3.8 Table 9-21: protocol version not supported
         self._send(self.rj)
         return []
 
-    def _act_ae_7(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        assert self.ac is not None and self.rq is not None
-        self.contexts = our_contexts(self.rq, self.ac)
+    def _act_ae_7(self, arg: _Arg) -> list[Event]:
+        assert isinstance(arg, AssociateAC) and self.rq is not None
+        self.ac = arg
+        self.contexts = our_contexts(self.rq, arg)
         self.peer_max_pdu = self.rq.max_length or 0
-        self._send(self.ac)
+        self._send(arg)
         return []
 
-    def _act_ae_8(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        assert self.rj is not None
-        self._send(self.rj)
+    def _act_ae_8(self, arg: _Arg) -> list[Event]:
+        assert isinstance(arg, AssociateRJ)
+        self.rj = arg
+        self._send(arg)
         return []
 
-    def _act_send_message(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_send_message(self, arg: _Arg) -> list[Event]:
         # DT-1, AR-7
-        context_id, command = self._pending_context_id, self._pending_command
-        data_set = self._pending_data_set
-        if data_set is None and self.sent_pdus is None:
+        assert isinstance(arg, tuple)
+        context_id, command, data_set = arg
+        if data_set is None:
             # A command alone (every C-ECHO): the same bytes for the same
             # command, context and peer maximum, so encoded once.
             self._outbox += _encode_command(context_id, command, self.peer_max_pdu)
             return []
         for payload, is_command in ((command, True), (data_set, False)):
-            if payload is None:
-                continue
             for pdv in fragment(context_id, payload, is_command, self.peer_max_pdu):
                 self._send(PDataTF((pdv,)))
         return []
 
-    def _act_message_in(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_message_in(self, arg: _Arg) -> list[Event]:
         # DT-2, AR-6
-        assert isinstance(pdu, PDataTF)
-        return self._assemble(pdu)
+        assert isinstance(arg, PDataTF)
+        return self._assemble(arg)
 
-    def _act_ar_1(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_ar_1(self, arg: _Arg) -> list[Event]:
         self._send(ReleaseRQ())
         return []
 
-    def _act_ar_2(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_ar_2(self, arg: _Arg) -> list[Event]:
         return [ReleaseRequested()]
 
-    def _act_released(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_released(self, arg: _Arg) -> list[Event]:
         # AR-3, AR-10
         return [ReleaseConfirmed()]
 
-    def _act_release_rp(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_release_rp(self, arg: _Arg) -> list[Event]:
         # AR-4, AR-9
         self._send(ReleaseRP())
         return []
 
-    def _act_ar_8(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_ar_8(self, arg: _Arg) -> list[Event]:
         return [ReleaseRequested(collision=True)]
 
-    def _act_aa_1(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_aa_1(self, arg: _Arg) -> list[Event]:
         # Sta2 receiving anything but an A-ASSOCIATE-RQ also lands here:
         # PS3.8 9.2.2 gives the A-ABORT a service-user source either way.
         self._send(Abort(ABORT_SOURCE_USER, ABORT_REASON_NOT_SPECIFIED))
         return []
 
-    def _act_aa_3(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        assert isinstance(pdu, Abort)
-        return [Aborted(pdu.source, pdu.reason, by_peer=True)]
+    def _act_aa_3(self, arg: _Arg) -> list[Event]:
+        assert isinstance(arg, Abort)
+        return [Aborted(arg.source, arg.reason, by_peer=True)]
 
-    def _act_aa_4(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_aa_4(self, arg: _Arg) -> list[Event]:
         return [
             Aborted(
                 ABORT_SOURCE_PROVIDER,
@@ -472,19 +489,23 @@ class UpperLayer(StateMachine):
             )
         ]
 
-    def _act_aa_7(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
-        self._send(
-            Abort(ABORT_SOURCE_PROVIDER, error.abort_reason if error else ABORT_UNEXPECTED_PDU)
-        )
+    def _act_aa_7(self, arg: _Arg) -> list[Event]:
+        # Sta13: an A-ASSOCIATE-RQ (Evt6) or an invalid PDU (Evt19).
+        reason = arg.abort_reason if isinstance(arg, PDUError) else ABORT_UNEXPECTED_PDU
+        self._send(Abort(ABORT_SOURCE_PROVIDER, reason))
         return []
 
-    def _act_aa_8(self, pdu: PDU | None, error: PDUError | None, ok: bool) -> list[Event]:
+    def _act_aa_8(self, arg: _Arg) -> list[Event]:
         # Invalid PDU (Evt19) or a valid PDU at the wrong time.
+        error = arg if isinstance(arg, PDUError) else None
         reason = error.abort_reason if error is not None else ABORT_UNEXPECTED_PDU
         self._send(Abort(ABORT_SOURCE_PROVIDER, reason))
         return [Aborted(ABORT_SOURCE_PROVIDER, reason, by_peer=False, error=error)]
 
     def _assemble(self, pdu: PDataTF) -> list[Event]:
+        """The messages `pdu`'s PDVs complete. Raises _InvalidContent if a
+        PDV breaks PS3.8 Annex E or PS3.7 (fragment flags, a command set
+        that cannot be decoded)."""
         events: list[Event] = []
         assembler = self._assembler
         try:
@@ -501,28 +522,36 @@ class UpperLayer(StateMachine):
                 if message is not None:
                     events.append(MessageReceived(message))
         except PDUError as error:
-            # A P-DATA whose content breaks PS3.8 Annex E or PS3.7 (fragment
-            # flags, a command set that cannot be decoded): abort as for an
-            # invalid PDU, the table's Evt19 from the state we are now in
-            # (AA-8), after the messages its PDVs completed before the bad one.
-            return events + self._fire(Evt.EVT19, None, error=error)
+            raise _InvalidContent(events, error) from None
         return events
 
 
-_EVT3, _EVT6, _EVT10, _EVT19 = Evt.EVT3, Evt.EVT6, Evt.EVT10, Evt.EVT19
-_STA5 = State.STA5
-# Where a P-DATA's PDVs are checked against the accepted contexts (Evt10 is taken in).
-_DATA_STATES = (State.STA6, State.STA7)
+class _InvalidContent(Exception):
+    """A P-DATA-TF's content is invalid: `events` are the messages its PDVs
+    completed before `error`."""
+
+    def __init__(self, events: list[Event], error: PDUError) -> None:
+        super().__init__(error)
+        self.events = events
+        self.error = error
+
+
+_EVT6, _EVT19 = Evt.EVT6, Evt.EVT19
+_STA13 = State.STA13
+_AE_3, _AE_6, _DT_2, _AR_6 = Action.AE_3, Action.AE_6, Action.DT_2, Action.AR_6
 # No transport connection to receive on (before AE-1's connect, or after it failed).
 _UNCONNECTED = (State.STA1, State.STA4)
-_AE_6 = Action.AE_6
-# States in which ARTIM keeps running after a transition that does not start it.
-_ARTIM_KEPT = (State.STA2, State.STA13)
+# The states ARTIM runs in (PS3.8 9.1.4, 9.2.2).
+_ARTIM_STATES = (State.STA2, State.STA13)
+# Evt15's blank cells in which abort() is a no-op rather than an error (see abort()).
+_NOTHING_TO_ABORT = (State.STA1, State.STA13)
+# Where protocol_violation() is a no-op (see there).
+_NO_PDU_TO_JUDGE = (State.STA1, State.STA4, State.STA13)
 
-_ActionMethod = Callable[[UpperLayer, "PDU | None", "PDUError | None", bool], list[Event]]
-# One dict lookup instead of a chain of enum comparisons (each ~75 ns here).
+_ActionMethod = Callable[[UpperLayer, _Arg], list[Event]]
+# A dict lookup rather than a chain of comparisons with 28 actions.
 _ACTIONS: dict[Action, _ActionMethod] = {
-    Action.AE_1: UpperLayer._act_nothing,
+    Action.AE_1: UpperLayer._act_ae_1,
     Action.AE_2: UpperLayer._act_ae_2,
     Action.AE_3: UpperLayer._act_ae_3,
     Action.AE_4: UpperLayer._act_ae_4,
