@@ -757,3 +757,92 @@ def test_our_contexts_are_shared_by_every_association_answered_alike() -> None:
         acceptor.receive_data(RQ.encode(), 0.0)
         acceptor.accept(AC, 0.0)
     assert acceptors[0].contexts is acceptors[1].contexts
+
+
+# --- the table is the only way the state changes ------------------------------------------
+
+
+def test_the_state_changes_only_through_the_primitives() -> None:
+    """The association has a state machine rather than being one: neither
+    the bare table lookup (which would move the state without carrying out
+    the action: no PDU sent, no ARTIM) nor a state assignment is open to
+    the user of an UpperLayer."""
+    req, _acc = established()
+    assert not hasattr(req, "fire")
+    with pytest.raises(AttributeError):
+        req.state = State.STA7  # type: ignore[misc]
+    assert state(req) is State.STA6
+    req.release()  # AR-1
+    assert sent(req) == [ReleaseRQ()] and state(req) is State.STA7
+
+
+@pytest.mark.parametrize("deliver", ["returned", "on_event"])
+@pytest.mark.parametrize("start", ["Sta6", "Sta7"])
+def test_invalid_p_data_content_is_evt19_after_the_messages_before_it(
+    start: str, deliver: str
+) -> None:
+    """DT-2 (Sta6) and AR-6 (Sta7) take in a P-DATA whose first PDV is a
+    whole message and whose second breaks PS3.8 Annex E (a data set the
+    command said would not come): the message is delivered, then Evt19
+    from the state the P-DATA action left (AA-8): one A-ABORT, the
+    A-P-ABORT indication, Sta13 and ARTIM from that moment."""
+    req, _acc = established()
+    if start == "Sta7":
+        req.release()  # AR-1: Sta7, where P-DATA is still taken in (AR-6)
+        req.data_to_send()
+    command = PDV(1, True, True, encode_echo_rsp(1, STATUS_SUCCESS))
+    data_set = PDV(1, False, True, b"\x08\x00\x05\x00\x00\x00\x00\x00")
+    wire = PDataTF((command, data_set)).encode()
+    handed: list[ev.Event] = []
+    if deliver == "on_event":
+        assert req.receive_data(wire, 3.0, handed.append) == []
+    else:
+        handed = req.receive_data(wire, 3.0)
+    received = handed[0]
+    assert isinstance(received, ev.MessageReceived)
+    assert decode_command(received.message.command).command_field == C_ECHO_RSP
+    assert_provider_abort(req, handed[1:], REASON_INVALID_PARAMETER_VALUE, 3.0)
+
+
+def test_protocol_violation_after_the_same_p_data_aborted_is_a_no_op() -> None:
+    """The user finds invalid a message (for an SCP: a C-ECHO-RSP) that a
+    P-DATA completed before its own invalid PDV had the association aborted
+    (Sta13): there is nothing left to abort, so no second A-ABORT, and
+    ARTIM runs on from the first."""
+    _req, acc = established()
+    response = PDV(1, True, True, encode_echo_rsp(1, STATUS_SUCCESS))
+    stray = PDV(1, False, True, b"\x00\x00")
+    events = acc.receive_data(PDataTF((response, stray)).encode(), 1.0)
+    assert [type(e) for e in events] == [ev.MessageReceived, ev.Aborted]
+    assert len(sent(acc)) == 1 and state(acc) is State.STA13
+    assert acc.protocol_violation(PDUError("undecodable command set", 0), 2.0) == []
+    assert acc.data_to_send() == b"" and state(acc) is State.STA13
+    assert acc.next_deadline() == 1.0 + ARTIM
+
+
+@pytest.mark.parametrize("role", ["requestor", "acceptor"])
+def test_abort_with_no_association_is_a_documented_no_op(role: str) -> None:
+    """abort() where the table leaves Evt15 blank: a no-op in Sta1 (never
+    connected, or closed) and Sta13 (already ended), an error in Sta2 (the
+    acceptor before any A-ASSOCIATE-RQ: its caller closes instead)."""
+    ul = UpperLayer(requestor=role == "requestor", artim_timeout=ARTIM)
+    ul.abort(1.0)  # Sta1
+    assert state(ul) is State.STA1 and ul.data_to_send() == b"" and not ul.should_close
+    if role == "acceptor":
+        ul.connection_made(1.0)
+        with pytest.raises(LocalProtocolError):
+            ul.abort(2.0)
+        assert state(ul) is State.STA2 and ul.next_deadline() == 1.0 + ARTIM
+        ul.receive_data(UNKNOWN_PDU, 3.0)  # AA-1: Sta13
+    else:
+        ul.request(RQ)
+        ul.connection_made(1.0)
+        ul.receive_data(AssociateRJ(RJ_PERMANENT, RJ_SOURCE_ACSE, 1).encode(), 2.0)  # AE-4
+        assert state(ul) is State.STA1 and ul.should_close
+        ul.abort(3.0)
+        assert state(ul) is State.STA1
+        return
+    ul.data_to_send()
+    ul.abort(4.0)  # Sta13
+    assert state(ul) is State.STA13 and ul.data_to_send() == b""
+    assert ul.next_deadline() == 3.0 + ARTIM

@@ -89,6 +89,8 @@ def _deliver(
 _Arg: TypeAlias = "PDU | PDUError | tuple[int, bytes, bytes | None] | None"
 
 
+# The two encoding caches save a third of the core's instructions per
+# association (the RQ/AC) and a further 11-18% (the C-ECHO command).
 @lru_cache(maxsize=256)
 def _encode_command(context_id: int, command: bytes, max_pdu: int) -> bytes:
     return b"".join(
@@ -305,6 +307,10 @@ class UpperLayer:
         """The whole PDUs `data` completes; raises PDUError if the stream
         is invalid before the first of them."""
         framer = self._framer
+        # Until a read splits a PDU (often never) there is no framer: a read
+        # of exactly one PDU is decoded as it is. Making every read go
+        # through a framer cost 3% (client) and 5% (SCP) of the core's
+        # instructions per association, and one more object per connection.
         if framer is None:
             pdu = single_pdu(data, self._max_pdata_length, self._max_associate_length)
             if pdu is not None:
