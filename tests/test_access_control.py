@@ -259,9 +259,9 @@ async def test_cli_allowed_aes(ae_scp: CliScp) -> None:
     other = await rejected(port, calling_ae="FRIEND", called_ae="OTHER")
     assert codes(other) == CALLED_AE_REFUSED
     log = ae_scp.wait_for_log("FRIEND -> OTHER")
-    assert f"I: Association Rejected: STRANGER -> MAIN from {LOCALHOST}:" in log, log
+    assert f"W: Association Rejected: STRANGER -> MAIN from {LOCALHOST}:" in log, log
     assert "Calling AE title not recognised" in log
-    assert f"I: Association Rejected: FRIEND -> OTHER from {LOCALHOST}:" in log
+    assert f"W: Association Rejected: FRIEND -> OTHER from {LOCALHOST}:" in log
     assert "Called AE title not recognised" in log
     assert "refused: not in the allowed networks" not in log
 

@@ -5,6 +5,8 @@ shutdown on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import datetime
+import re
 import signal
 import socket
 import subprocess
@@ -123,7 +125,7 @@ def test_require_called_aet_rejects_wrong_called_ae(strict_scp: Scp) -> None:
         "E: Reason: Called AE title not recognised",
     ]
     log = strict_scp.wait_for_log("GOODSCU -> WRONG")
-    assert "I: Association Rejected: GOODSCU -> WRONG from 127.0.0.1:" in log
+    assert "W: Association Rejected: GOODSCU -> WRONG from 127.0.0.1:" in log
     assert "Called AE title not recognised" in log
 
 
@@ -195,14 +197,107 @@ def test_max_associations_reached_rejects_transient() -> None:
 # --- logging levels ------------------------------------------------------------------------
 
 
-def test_default_and_quiet_levels_log_nothing_on_success() -> None:
-    for level in ((), ("-q",)):
-        with echoscp(*level) as scp:
-            result = run_asyncecho(scp.port)
-            assert result.returncode == 0
-            scp.process.send_signal(signal.SIGTERM)
-            assert scp.process.wait(STOP_TIMEOUT) == 0
-            assert scp.log() == "", level
+def stopped_log(scp: Scp) -> str:
+    """Stop `scp` (SIGTERM) and wait for it: then its log is complete."""
+    scp.process.send_signal(signal.SIGTERM)
+    assert scp.process.wait(STOP_TIMEOUT) == 0
+    return scp.log()
+
+
+def rejected_by(scp: Scp) -> None:
+    """Have our echoscu (REFUSED -> WRONG) rejected by an SCP that runs
+    --require-called-aet."""
+    result = run_asyncecho(scp.port, "-aec", "WRONG", "-aet", "REFUSED")
+    assert result.returncode == 1
+    assert "E: Reason: Called AE title not recognised" in result.stderr
+
+
+def test_default_level_says_start_and_stop_and_nothing_per_association() -> None:
+    with echoscp() as scp:
+        assert run_asyncecho(scp.port).returncode == 0
+        log = stopped_log(scp)
+    assert log.splitlines() == [
+        f"I: Listening on 127.0.0.1:{scp.port} as ANY-SCP",
+        "I: SIGTERM: stopping",
+        f"I: Stopped listening on 127.0.0.1:{scp.port} "
+        "(associations accepted: 1, echoes answered: 1)",
+    ]
+
+
+def test_default_level_shows_a_refusal_as_a_warning_with_peer_and_reason() -> None:
+    with echoscp("--require-called-aet") as scp:
+        rejected_by(scp)
+        log = stopped_log(scp).splitlines()
+    assert len(log) == 4, log
+    assert log[0] == f"I: Listening on 127.0.0.1:{scp.port} as ANY-SCP"
+    assert re.fullmatch(
+        r"W: Association Rejected: REFUSED -> WRONG from 127\.0\.0\.1:\d+: "
+        r"Called AE title not recognised",
+        log[1],
+    ), log[1]
+    assert log[2:] == [
+        "I: SIGTERM: stopping",
+        f"I: Stopped listening on 127.0.0.1:{scp.port} "
+        "(associations accepted: 0, echoes answered: 0)",
+    ]
+
+
+def test_verbose_adds_each_association_to_the_default_lines() -> None:
+    with echoscp("-v", "--require-called-aet") as scp:
+        rejected_by(scp)
+        assert run_asyncecho(scp.port, "-aet", "WELCOME").returncode == 0
+        log = stopped_log(scp)
+    lines = [re.sub(r"127\.0\.0\.1:\d+", "PEER", line) for line in log.splitlines()]
+    assert lines == [
+        "I: Listening on PEER as ANY-SCP",
+        "W: Association Rejected: REFUSED -> WRONG from PEER: Called AE title not recognised",
+        "I: Association Accepted: WELCOME -> ANY-SCP from PEER",
+        "I: Received Echo Request (MsgID 1) from PEER",
+        "I: Association Released: PEER",
+        "I: SIGTERM: stopping",
+        "I: Stopped listening on PEER (associations accepted: 1, echoes answered: 1)",
+    ]
+
+
+def test_quiet_prints_nothing_not_even_a_refusal() -> None:
+    with echoscp("-q", "--require-called-aet") as scp:
+        rejected_by(scp)
+        assert run_asyncecho(scp.port).returncode == 0
+        assert stopped_log(scp) == ""
+
+
+def test_log_level_warning_leaves_out_start_and_stop() -> None:
+    with echoscp("-ll", "warning", "--require-called-aet") as scp:
+        rejected_by(scp)
+        log = stopped_log(scp).splitlines()
+    assert len(log) == 1 and log[0].startswith("W: Association Rejected: REFUSED"), log
+
+
+def test_timestamps_begin_every_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Local time 14 hours ahead of UTC: the stamps must still be UTC.
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    with echoscp("--timestamps", "--require-called-aet") as scp:
+        rejected_by(scp)
+        log = stopped_log(scp).splitlines()
+    assert len(log) == 4, log
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+    for line, rest in zip(
+        log,
+        ["I: Listening on ", "W: Association Rejected: ", "I: SIGTERM: stopping", "I: Stopped "],
+        strict=True,
+    ):
+        assert re.match(stamp + re.escape(rest), line), line
+    # In the order they were printed, and UTC (not the local time).
+    times = [datetime.datetime.fromisoformat(line.split(" ")[0][:-1]) for line in log]
+    assert times == sorted(times)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert abs((now - times[0]).total_seconds()) < 3600
+
+
+def test_short_timestamps_option() -> None:
+    with echoscp("-ts") as scp:
+        log = stopped_log(scp).splitlines()
+    assert re.fullmatch(r"\S+Z I: Listening on 127\.0\.0\.1:\d+ as ANY-SCP", log[0]), log
 
 
 def test_debug_dumps_the_incoming_request() -> None:

@@ -1,6 +1,9 @@
-"""`asyncecho echoscp PORT`: a Verification SCP on `serve()`, logging each
-association in echoscu's `I:`/`D:` style. SIGINT/SIGTERM stop it cleanly:
-in-flight associations are aborted, nothing is left listening, exit 0."""
+"""`asyncecho echoscp PORT`: a Verification SCP on `serve()`, logging in
+echoscu's `I:`/`W:`/`E:`/`D:` style. By default it says when it starts and
+stops listening, and every refusal, abort and error (an SCP's log is read
+later); -v adds each association, -d the requests, -q prints nothing;
+--timestamps puts the UTC time before each line. SIGINT/SIGTERM stop it
+cleanly: in-flight associations are aborted, nothing is left listening, exit 0."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from .cli_echoscu import (
 from .cli_security import OptionError, add_server_tls_options, server_ssl_from
 
 if TYPE_CHECKING:
+    from .cli_output import CliLog
     from .server import ServerOptions
 
 PROG = "echoscp"
@@ -48,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print version information and exit",
     )
     add_logging_options(general)
+    general.add_argument(
+        "-ts",
+        "--timestamps",
+        action="store_true",
+        help="begin each line with the time, ISO 8601 in UTC (2026-12-02T04:30:00.123Z)",
+    )
 
     network = parser.add_argument_group("Network Options")
     network.add_argument(
@@ -135,18 +145,37 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(**settings)
 
 
-async def run(args: argparse.Namespace, options: ServerOptions) -> int:
+def scp_log_level(args: argparse.Namespace) -> str:
+    """echoscu's levels, but by default `notice`: the start and stop lines,
+    warnings (refusals, aborts) and errors, for an SCP's log is read later."""
+    if args.quiet or args.debug or args.verbose or args.log_level:
+        return log_level(args)
+    return "notice"
+
+
+async def run(args: argparse.Namespace, options: ServerOptions, log: CliLog) -> int:
     import asyncio
     import signal
 
     from .server import serve
 
     stop = asyncio.Event()
+    stopped_by: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        stopped_by.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with serve(args.bind_address, args.port, options=options):
+        loop.add_signal_handler(sig, on_signal, sig)
+    async with serve(args.bind_address, args.port, options=options) as server:
         await stop.wait()
+        # Said before the associations in flight are aborted, so that their
+        # lines read as the shutdown's.
+        busy = server.active
+        aborting = f", aborting {busy} association(s) in flight" if busy else ""
+        log.say("notice", f"{stopped_by[0]}: stopping{aborting}")
     return 0
 
 
@@ -175,12 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import logs
     from .cli_output import CliLog
 
-    log = CliLog(log_level(args))
+    log = CliLog(scp_log_level(args), timestamps=args.timestamps)
     logs.enable_logging(log)
     import asyncio
 
     try:
-        return asyncio.run(run(args, options))
+        return asyncio.run(run(args, options, log))
     except OSError as exc:
         log.say(
             "error",

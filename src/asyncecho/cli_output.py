@@ -15,8 +15,21 @@ from typing import Any, TextIO
 
 from .dimse import status_name
 
-LEVELS = {"critical": 50, "error": 40, "warning": 30, "warn": 30, "info": 20, "debug": 10}
-_PREFIX = {"critical": "C", "error": "E", "warning": "W", "info": "I", "debug": "D"}
+# `notice` (as syslog's): an `I:` line shown at echoscp's default level, for
+# what an operator reads an SCP's log for later (when it started listening and
+# when it stopped), without every association's lines.
+LEVELS = {
+    "critical": 50,
+    "error": 40,
+    "warning": 30,
+    "warn": 30,
+    "notice": 25,
+    "info": 20,
+    "debug": 10,
+}
+_PREFIX = {"critical": "C", "error": "E", "warning": "W", "notice": "I", "info": "I", "debug": "D"}
+# Library events whose lines are notices, though the events are info.
+_NOTICES = frozenset({"scp.listening", "scp.stopped"})
 
 
 def _echo_status(status: int) -> str:
@@ -59,51 +72,123 @@ def _lines_for(event: str, fields: MutableMapping[str, Any], debug: bool) -> lis
         return [("info", "Releasing Association")]
     if event == "abort.request":
         return [("info", "Aborting Association")]
-    if event == "scp.associate.accepted":
-        lines = [
-            (
-                "info",
-                f"Association Accepted: {fields['calling_ae']} -> {fields['called_ae']} from {fields['peer']}",
-            )
-        ]
-        if debug:
-            lines += [("debug", line) for line in pdu_dump.dump_rq(fields["rq"], outgoing=False)]
-        return lines
-    if event == "scp.associate.rejected":
-        return [
-            (
-                "info",
-                f"Association Rejected: {fields['calling_ae']} -> {fields['called_ae']} from {fields['peer']}: {fields['reason']}",
-            )
-        ]
-    if event == "scp.echo":
-        return [
-            ("info", f"Received Echo Request (MsgID {fields['message_id']}) from {fields['peer']}")
-        ]
-    if event == "scp.release":
-        return [("info", f"Association Released: {fields['peer']}")]
-    if event == "scp.aborted":
-        return [("info", f"Association Aborted: {fields['peer']} ({fields['reason']})")]
-    if event == "scp.idle_timeout":
-        return [("warning", f"Network timeout: aborting the association with {fields['peer']}")]
-    if event == "scp.refused_network":
-        return [
-            ("warning", f"Connection from {fields['peer']} refused: not in the allowed networks")
-        ]
-    if event == "scp.listening":
-        return [("info", f"Listening on {fields['host']}:{fields['port']} as {fields['ae_title']}")]
+    if event.startswith("scp."):
+        return _scp_lines(event, fields, debug)
     if event == "cli.message":
         return [(fields["_level"], fields["text"])]
     return []  # other library events have no echoscu line
 
 
+def _address(host: str, port: object) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _scp_lines(event: str, fields: MutableMapping[str, Any], debug: bool) -> list[tuple[str, str]]:
+    """The SCP's lines (echoscp). Each at its event's own level, so that a
+    refusal is a `W:` line and our own failure an `E:` line; the start and
+    stop lines at `notice`, shown by default."""
+    from . import pdu_dump
+
+    level = fields["_level"]
+    peer = fields.get("peer")
+    if event == "scp.associate.request.pdu":
+        if not debug:
+            return []
+        return [("debug", line) for line in pdu_dump.dump_rq(fields["pdu"], outgoing=False)]
+    if event == "scp.listening":
+        tls = " (TLS)" if fields.get("tls") else ""
+        where = _address(str(fields["host"]), fields["port"])
+        return [("notice", f"Listening on {where} as {fields['ae_title']}{tls}")]
+    if event == "scp.stopped":
+        where = _address(str(fields["host"]), fields["port"])
+        return [
+            (
+                "notice",
+                f"Stopped listening on {where} (associations accepted: "
+                f"{fields.get('accepted_total', 0)}, echoes answered: "
+                f"{fields.get('echoes_total', 0)})",
+            )
+        ]
+    titles = f"{fields.get('calling_ae')} -> {fields.get('called_ae')}"
+    if event == "scp.associate.accepted":
+        return [(level, f"Association Accepted: {titles} from {peer}")]
+    if event == "scp.associate.rejected":
+        return [(level, f"Association Rejected: {titles} from {peer}: {fields['reason']}")]
+    if event == "scp.echo":
+        if fields["status"] == 0:
+            return [(level, f"Received Echo Request (MsgID {fields['message_id']}) from {peer}")]
+        return [
+            (
+                level,
+                f"Refused a request other than C-ECHO (MsgID {fields['message_id']}) "
+                f"from {peer}: {_echo_status(fields['status'])}",
+            )
+        ]
+    if event == "scp.release":
+        return [(level, f"Association Released: {peer}")]
+    if event == "scp.aborted":
+        reason = fields["reason"]
+        if fields.get("source"):
+            reason = f"{reason}, source: {fields['source']}, reason: {fields.get('abort_reason')}"
+        return [(level, f"Association Aborted: {peer} ({reason})")]
+    if event in ("scp.idle_timeout", "scp.dimse_timeout"):
+        return [
+            (
+                level,
+                f"Aborting the association with {peer}: {fields.get('reason')} "
+                f"(timeout {fields.get('timeout')} s)",
+            )
+        ]
+    if event == "scp.refused_network":
+        return [(level, f"Connection from {peer} refused: not in the allowed networks")]
+    if event == "scp.tls_failed":
+        return [(level, f"TLS handshake with {peer} failed: {fields['reason']}")]
+    if event == "scp.identity_refused":
+        kind = fields.get("user_identity") or "none sent"
+        return [(level, f"User identity refused ({kind}): {fields['calling_ae']} from {peer}")]
+    if event == "scp.identity_check_failed":
+        return [
+            (
+                level,
+                f"User identity check failed ({fields['error']}): association from {peer} rejected",
+            )
+        ]
+    if event == "scp.internal_error":
+        return [(level, f"Internal error serving {peer}: {fields['error']} (association aborted)")]
+    if event == "scp.accept_paused":
+        return [
+            (
+                level,
+                f"Not accepting connections for {fields['pause']} s: {fields['reason']} "
+                f"({fields['errno']}; {fields['failures']} accept(s) failed since the last "
+                "warning)",
+            )
+        ]
+    return []
+
+
+def _timestamp() -> str:
+    """Now, ISO 8601 in UTC to the millisecond: `2026-12-02T04:30:00.123Z`."""
+    import time
+
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
 class CliLog:
-    """Prints echoscu-style lines at or above `level` to `stream`."""
+    """Prints echoscu-style lines at or above `level` to `stream`; with
+    `timestamps`, each line after the time it was printed (UTC)."""
 
     def __init__(
-        self, level: str = "error", stream: TextIO | None = None, *, skip_prefix: str = ""
+        self,
+        level: str = "error",
+        stream: TextIO | None = None,
+        *,
+        skip_prefix: str = "",
+        timestamps: bool = False,
     ) -> None:
         self.skip_prefix = skip_prefix  # e.g. "scp." to leave out the server's events
+        self.timestamps = timestamps
         self.threshold = LEVELS[level]
         self.debug_on = self.threshold <= LEVELS["debug"]
         self.stream = stream or sys.stderr
@@ -128,7 +213,7 @@ class CliLog:
         import structlog
 
         event = str(event_dict.pop("event"))
-        event_dict["_level"] = method
+        event_dict.setdefault("_level", method)
         lines = [
             f"{_PREFIX[level]}: {text}"
             for level, text in _lines_for(event, event_dict, self.debug_on)
@@ -136,13 +221,19 @@ class CliLog:
         ]
         if not lines:
             raise structlog.DropEvent
+        if self.timestamps:
+            stamp = _timestamp()
+            lines = [f"{stamp} {line}" for line in lines]
         return "\n".join(lines)
 
     def emit(self, level: str, event: str, **fields: Any) -> None:
-        if LEVELS[level] >= self.threshold and not (
+        shown = "notice" if event in _NOTICES else level
+        if LEVELS[shown] >= self.threshold and not (
             self.skip_prefix and event.startswith(self.skip_prefix)
         ):
-            getattr(self._structlog(), level)(event, **fields)
+            # (structlog has no notice method: the line's level goes along)
+            method = "info" if level == "notice" else level
+            getattr(self._structlog(), method)(event, _level=level, **fields)
 
     def say(self, level: str, text: str) -> None:
         """One of the CLI's own lines."""

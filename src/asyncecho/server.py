@@ -27,10 +27,12 @@ from .acceptor import (
     VerificationAcceptor,
 )
 from .client import _defaults_of, _given, _on_asyncio
+from .dimse import status_name
 from .events import Aborted, ReleaseRequested
 from .identity import IdentityCheck
-from .negotiation import AcceptorPolicy
-from .pdu import ABORT_SOURCE_PROVIDER, Abort
+from .negotiation import AcceptorPolicy, accepted_contexts, user_identity
+from .pdu import ABORT_SOURCE_PROVIDER, Abort, AssociateAC, AssociateRQ
+from .pdu_items import USER_IDENTITY_TYPE_NAMES
 from .protocol_errors import ABORT_REASON_NOT_SPECIFIED
 from .state_machine import State
 from .timer_wheel import TimerWheel
@@ -43,8 +45,25 @@ _NOTHING_TO_ABORT = (State.STA1, State.STA13)
 # PS3.8 Table 9-26: A-ABORT from the service provider, reason not specified.
 _PROVIDER_ABORT = Abort(ABORT_SOURCE_PROVIDER, ABORT_REASON_NOT_SPECIFIED).encode()
 
-# The log event for each way a peer can be too slow (VerificationAcceptor.stalled).
-_STALL_EVENTS = {"idle": "scp.idle_timeout", "slow-pdu": "scp.dimse_timeout"}
+# For each way a peer can be too slow (VerificationAcceptor.stalled): the log
+# event, its outcome (the client's word for the same limit), the option that
+# bounds it, and why, in words.
+_STALLS = {
+    "idle": ("scp.idle_timeout", "timeout-network", "network_timeout", "nothing received"),
+    "slow-pdu": (
+        "scp.dimse_timeout",
+        "timeout-dimse",
+        "dimse_timeout",
+        "one PDU took longer than the DIMSE timeout",
+    ),
+    # (the transports' own check: what we send is not read)
+    "not-reading": (
+        "scp.idle_timeout",
+        "timeout-network",
+        "network_timeout",
+        "the peer does not read what we send",
+    ),
+}
 # Leaving serve() sends each association an A-ABORT, but waits no longer than
 # this for a peer that is not reading (asyncio's SCP does not wait at all).
 _SHUTDOWN_ABORT_WAIT = 1.0
@@ -139,7 +158,69 @@ def _log_internal_error(peer: Any, bug: BaseException) -> None:
         "scp.internal_error",
         level="error",
         peer=_peer_text(peer),
+        outcome="internal-error",
         error=f"{type(bug).__name__}: {bug}",
+    )
+
+
+def _log_stall(stalled: str, peer: Any, options: ServerOptions) -> None:
+    """A peer too slow for our limits: we abort (both transports)."""
+    event, outcome, limit, reason = _STALLS[stalled]
+    logs.log(
+        event,
+        level="warning",
+        peer=_peer_text(peer),
+        outcome=outcome,
+        timeout=getattr(options, limit),
+        reason=reason,
+    )
+
+
+def _log_refused_network(peer: Any) -> None:
+    """A connection from outside `allowed_networks`, closed unanswered."""
+    logs.log(
+        "scp.refused_network", level="warning", peer=_peer_text(peer), outcome="refused-network"
+    )
+
+
+def _peer_of(sock: socket.socket) -> Any:
+    try:
+        return sock.getpeername()
+    except OSError:
+        return None
+
+
+def _log_tls_failed(peer: Any, exc: BaseException) -> None:
+    """A failed TLS handshake: the connection closed, no association."""
+    from .tls import describe_ssl_error
+
+    logs.log(
+        "scp.tls_failed",
+        level="warning",
+        peer=_peer_text(peer),
+        outcome="tls",
+        reason=describe_ssl_error(exc),
+    )
+
+
+def _log_listening(server: Server) -> None:
+    options = server.options
+    logs.log(
+        "scp.listening",
+        host=server.host,
+        port=server.port,
+        ae_title=options.ae_title,
+        tls=options.ssl is not None,
+    )
+
+
+def _log_stopped(server: Server) -> None:
+    logs.log(
+        "scp.stopped",
+        host=server.host,
+        port=server.port,
+        accepted_total=server.accepted_total,
+        echoes_total=server.echoes_total,
     )
 
 
@@ -174,37 +255,110 @@ class Server:
             self._log(peer, happened)
 
     def _log(self, peer: Any, happened: Iterable[object]) -> None:
-        where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        # Flat fields only (str, int, float, bool, None, lists of str), so
+        # that every event can be queried as it is; the RQ itself goes only
+        # into a debug event of its own, for a renderer that dumps it (the
+        # CLI's -d). Levels: what the SCP is for is info; what a peer did
+        # wrong or was refused is a warning (nothing here to repair).
+        where = _peer_text(peer)
         for item in happened:
             if isinstance(item, AssociationEstablished):
+                rq = item.rq
+                logs.log("scp.associate.request.pdu", level="debug", peer=where, pdu=rq)
                 logs.log(
                     "scp.associate.accepted",
                     peer=where,
-                    calling_ae=item.rq.calling_ae,
-                    called_ae=item.rq.called_ae,
-                    rq=item.rq,
+                    **_rq_fields(rq),
+                    **_accepted_fields(rq, self.options.policy),
                 )
             elif isinstance(item, AssociationRefused):
+                rq, rj = item.rq, item.rj
+                logs.log("scp.associate.request.pdu", level="debug", peer=where, pdu=rq)
                 logs.log(
                     "scp.associate.rejected",
                     level="warning",
                     peer=where,
-                    calling_ae=item.rq.calling_ae,
-                    called_ae=item.rq.called_ae,
-                    reason=item.rj.reason_name,
+                    outcome="rejected",
+                    **_rq_fields(rq),
+                    result=rj.result_name,
+                    source=rj.source_name,
+                    reason=rj.reason_name,
+                    result_code=rj.result,
+                    source_code=rj.source,
+                    reason_code=rj.reason,
                 )
             elif isinstance(item, EchoAnswered):
-                logs.log("scp.echo", peer=where, message_id=item.message_id, status=item.status)
+                # Any status but Success: the peer sent a request other than
+                # C-ECHO, which we refused (PS3.7 C.5.3).
+                logs.log(
+                    "scp.echo",
+                    level="info" if item.status == 0 else "warning",
+                    peer=where,
+                    message_id=item.message_id,
+                    status=item.status,
+                    status_name=status_name(item.status),
+                )
             elif isinstance(item, ReleaseRequested):
                 logs.log("scp.release", peer=where)
             elif isinstance(item, Aborted):
-                logs.log(
-                    "scp.aborted",
-                    level="warning",
-                    peer=where,
-                    by_peer=item.by_peer,
-                    reason=item.error.message if item.error else item.reason,
-                )
+                logs.log("scp.aborted", level="warning", peer=where, **_abort_fields(item))
+
+
+def _rq_fields(rq: AssociateRQ) -> dict[str, Any]:
+    """What an A-ASSOCIATE-RQ asks for, as flat fields."""
+    contexts = rq.presentation_contexts
+    identity = user_identity(rq)
+    return {
+        "calling_ae": rq.calling_ae,
+        "called_ae": rq.called_ae,
+        "contexts": len(contexts),
+        "abstract_syntaxes": sorted({pc.abstract_syntax for pc in contexts}),
+        "transfer_syntaxes": list(
+            dict.fromkeys(ts for pc in contexts for ts in pc.transfer_syntaxes)
+        ),
+        "peer_max_pdu": rq.max_length,
+        "peer_implementation_class_uid": rq.implementation_class_uid,
+        "peer_implementation_version_name": rq.implementation_version_name,
+        "user_identity": None
+        if identity is None
+        else USER_IDENTITY_TYPE_NAMES.get(identity.identity_type, str(identity.identity_type)),
+    }
+
+
+def _accepted_fields(rq: AssociateRQ, policy: AcceptorPolicy) -> dict[str, Any]:
+    """What we accepted of `rq`: the policy's answer (remembered for this RQ,
+    not worked out again; an identity accepted adds no context)."""
+    answer = policy.answer(rq)
+    accepted = accepted_contexts(rq, answer) if isinstance(answer, AssociateAC) else {}
+    first = min(accepted, default=None)
+    return {
+        "contexts_accepted": len(accepted),
+        "transfer_syntax": None if first is None else accepted[first][1],
+        "max_pdu": policy.max_pdu,
+    }
+
+
+def _abort_fields(item: Aborted) -> dict[str, Any]:
+    """Why an association ended in an abort (PS3.8 7.3, 7.4), as text."""
+    if item.by_peer:
+        pdu = Abort(item.source, item.reason)
+        return {
+            "outcome": "aborted",
+            "by_peer": True,
+            "reason": "A-ABORT",
+            "source": pdu.source_name,
+            "abort_reason": pdu.reason_name,
+        }
+    if item.connection_lost:
+        return {"outcome": "aborted", "by_peer": False, "reason": "connection closed"}
+    # AA-8: we aborted, for an invalid PDU or one the state does not allow.
+    return {
+        "outcome": "protocol-error",
+        "by_peer": False,
+        "reason": item.error.message
+        if item.error is not None
+        else "unexpected PDU for the state of the association",
+    }
 
 
 # --- asyncio ---------------------------------------------------------------------------
@@ -248,7 +402,7 @@ class _ScpProtocol(asyncio.Protocol):
         server, options = self._server, self._server.options
         self._peer = transport.get_extra_info("peername")
         if not options.network_allowed(self._peer):
-            logs.log("scp.refused_network", level="warning", peer=_peer_text(self._peer))
+            _log_refused_network(self._peer)
             transport.abort()
             return
         # (TCP_NODELAY: asyncio and uvloop set it on every TCP transport.)
@@ -306,7 +460,7 @@ class _ScpProtocol(asyncio.Protocol):
             return
         stalled = acceptor.stalled(now)
         if stalled is not None:
-            logs.log(_STALL_EVENTS[stalled], level="warning", peer=_peer_text(self._peer))
+            _log_stall(stalled, self._peer, self._server.options)
             acceptor.abort(now)
             self._flush()
             # close() waits for the A-ABORT to be flushed, which a peer that
@@ -468,7 +622,7 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
     server._accepting = accepting
     sockname = aserver.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
-    logs.log("scp.listening", host=server.host, port=server.port, ae_title=options.ae_title)
+    _log_listening(server)
     try:
         yield server
     finally:
@@ -479,7 +633,7 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
         for protocol in list(server._closers):
             protocol.shutdown()
         await aserver.wait_closed() if not server._closers else None
-        logs.log("scp.stopped", host=server.host, port=server.port)
+        _log_stopped(server)
 
 
 # accept() failing for want of descriptors or memory: the listener stays
@@ -505,9 +659,13 @@ class _OutOfResourcesLog:
     def failed(self, exc: OSError, now: float) -> None:
         self._since += 1
         if self._last is None or now - self._last >= _ACCEPT_LOG_INTERVAL:
+            # A warning, not an error: this machine's limit, but nothing is
+            # lost (the connections wait in the backlog) and the operator
+            # is told once per interval, not per attempt.
             logs.log(
                 "scp.accept_paused",
                 level="warning",
+                outcome="local-error",
                 reason=exc.strerror or str(exc),
                 errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
                 failures=self._since,
@@ -587,6 +745,8 @@ class _AcceptLoop:
     async def _connect(self, conn: socket.socket) -> None:
         server, options = self._server, self._server.options
         loop, wheel = self._loop, self._wheel
+        # (asked now: a failed handshake leaves no socket to ask)
+        peer = _peer_of(conn) if options.ssl is not None and logs.enabled else None
         try:
             await loop.connect_accepted_socket(
                 lambda: _ScpProtocol(server, loop, wheel),
@@ -597,10 +757,8 @@ class _AcceptLoop:
         except (OSError, asyncio.TimeoutError) as exc:
             # A failed TLS handshake, or a peer gone before the transport
             # was made: an event, not a crash.
-            from .tls import describe_ssl_error
-
             if options.ssl is not None:
-                logs.log("scp.tls_failed", level="warning", reason=describe_ssl_error(exc))
+                _log_tls_failed(peer, exc)
             conn.close()
 
 
@@ -656,10 +814,9 @@ class _TLSHandshakeLogging:
     @staticmethod
     async def handle_handshake_error(exc: BaseException, stream: Any) -> None:
         import anyio
+        from anyio.abc import SocketAttribute
 
-        from .tls import describe_ssl_error
-
-        logs.log("scp.tls_failed", level="warning", reason=describe_ssl_error(exc))
+        _log_tls_failed(stream.extra(SocketAttribute.remote_address, None), exc)
         await anyio.aclose_forcefully(stream)
 
 
@@ -688,7 +845,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
     async def handle(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None)
         if not options.network_allowed(peer):
-            logs.log("scp.refused_network", level="warning", peer=_peer_text(peer))
+            _log_refused_network(peer)
             await anyio.aclose_forcefully(stream)
             return
         raw = stream.extra(SocketAttribute.raw_socket, None)
@@ -731,7 +888,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                         break
                     stalled = acceptor.stalled(now)
                     if stalled is not None:
-                        logs.log(_STALL_EVENTS[stalled], level="warning", peer=_peer_text(peer))
+                        _log_stall(stalled, peer, options)
                         acceptor.abort(now)
                         await _send_quietly(
                             stream, acceptor.data_to_send(), options.network_timeout
@@ -760,7 +917,7 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
                 if not sent:
                     # The peer does not read what we send (and we read no
                     # faster than we can send): give up on it, as when idle.
-                    logs.log("scp.idle_timeout", level="warning", peer=_peer_text(peer))
+                    _log_stall("not-reading", peer, options)
                     break
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
@@ -794,14 +951,14 @@ async def _serve_anyio(host: str, port: int, options: ServerOptions) -> AsyncIte
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, serve_one, tg)
-        logs.log("scp.listening", host=server.host, port=server.port, ae_title=options.ae_title)
+        _log_listening(server)
         try:
             yield server
         finally:
             tg.cancel_scope.cancel()
     with anyio.CancelScope(shield=True):
         await listener.aclose()
-    logs.log("scp.stopped", host=server.host, port=server.port)
+    _log_stopped(server)
 
 
 async def _run_identity_check(
@@ -813,13 +970,23 @@ async def _run_identity_check(
 
     check = options.identity_check
     assert check is not None
-    where = f"{peer[0]}:{peer[1]}" if peer else "?"
+    where = _peer_text(peer)
     identity_type = item.identity.identity_type if item.identity else None
     try:
         with anyio.fail_after(options.acse_timeout):
             verdict = await check(item.identity, item.rq)
     except Exception as exc:
-        logs.log("scp.identity_check_failed", level="error", peer=where, error=type(exc).__name__)
+        # The application's own check failed (an error of this program,
+        # not of the peer): the association is refused all the same. Only
+        # the exception's type: its text could hold what the peer sent.
+        logs.log(
+            "scp.identity_check_failed",
+            level="error",
+            peer=where,
+            outcome="rejected",
+            calling_ae=item.rq.calling_ae,
+            error=type(exc).__name__,
+        )
         return False
     if verdict is False:
         # Never the passcode: only who asked and which kind of identity.
@@ -827,8 +994,12 @@ async def _run_identity_check(
             "scp.identity_refused",
             level="warning",
             peer=where,
+            outcome="rejected",
             calling_ae=item.rq.calling_ae,
             identity_type=identity_type,
+            user_identity=None
+            if identity_type is None
+            else USER_IDENTITY_TYPE_NAMES.get(identity_type, str(identity_type)),
         )
     return verdict
 
