@@ -48,6 +48,9 @@ anyio.run(main, backend=backend, backend_options={"use_uvloop": True} if use_uvl
 """
 
 BACKENDS = {"asyncio": ("asyncio", "0"), "uvloop": ("asyncio", "1"), "trio": ("trio", "0")}
+# uvloop keeps libuv's accept loop, which out of descriptors sheds the
+# pending connections itself (no spin, no traceback, nothing to log).
+PAUSE_LOGGED = {"asyncio": 1, "uvloop": 0, "trio": 1}
 FLOOD = 80
 #: how long the flood is held past the limit: long enough for a storm of
 #: accept errors to show (the old loop logged thousands a second)
@@ -97,9 +100,11 @@ def test_flood_past_descriptor_limit_pauses_accepting(backend: str) -> None:
         port = int(first.split()[1])
         for _ in range(FLOOD):
             flood.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        lines = [stdout.next()]
-        while lines[-1] != "warning scp.accept_paused":
+        lines: list[str] = []
+        if PAUSE_LOGGED[backend]:
             lines.append(stdout.next())
+            while lines[-1] != "warning scp.accept_paused":
+                lines.append(stdout.next())
         time.sleep(HELD)  # an observation window, not a wait for a condition
         for sock in flood:
             sock.close()
@@ -133,7 +138,7 @@ def test_flood_past_descriptor_limit_pauses_accepting(backend: str) -> None:
     events = lines + out.splitlines()
     # One warning for the interval, not one per accept attempt, and no
     # traceback from the loop's own accept loop.
-    assert events.count("warning scp.accept_paused") == 1, events
+    assert events.count("warning scp.accept_paused") == PAUSE_LOGGED[backend], events
     assert "out of system resource" not in err
     assert "Traceback" not in err, err
     assert "info scp.stopped" in events

@@ -605,28 +605,41 @@ async def _serve_asyncio(host: str, port: int, options: ServerOptions) -> AsyncI
     loop = asyncio.get_running_loop()
     server = Server(options)
     wheel = TimerWheel(loop)  # every connection's ARTIM and idle limits
-    # asyncio binds and listens (its address handling), but we accept: its
-    # accept loop, out of descriptors, logs a traceback and schedules a
-    # retry for every slot of the backlog, every time (tens of thousands a
-    # second at full CPU). Ours pauses instead (`_AcceptLoop`).
-    aserver = await loop.create_server(
-        lambda: _ScpProtocol(server, loop, wheel),
-        host,
-        port,
-        backlog=options.backlog,
-        start_serving=False,
-    )
-    accepting = _AcceptLoop(
-        loop, server, wheel, [socket.fromfd(s.fileno(), s.family, s.type) for s in aserver.sockets]
-    )
-    server._accepting = accepting
+    accepting: _AcceptLoop | None = None
+    if type(loop).__module__.startswith("uvloop"):
+        # libuv accepts in C and, out of descriptors, neither spins nor
+        # logs (it sheds the pending connections with its reserve
+        # descriptor): its own accept loop is kept, and its speed.
+        aserver = await loop.create_server(
+            lambda: _ScpProtocol(server, loop, wheel),
+            host,
+            port,
+            backlog=options.backlog,
+            ssl=options.ssl,
+            ssl_handshake_timeout=options.acse_timeout if options.ssl else None,
+        )
+    else:
+        # asyncio binds and listens (its address handling), but we accept:
+        # its accept loop, out of descriptors, logs a traceback and
+        # schedules a retry for every slot of the backlog, every time (tens
+        # of thousands a second at full CPU). Ours pauses (`_AcceptLoop`).
+        aserver = await loop.create_server(
+            lambda: _ScpProtocol(server, loop, wheel),
+            host,
+            port,
+            backlog=options.backlog,
+            start_serving=False,
+        )
+        socks = [socket.fromfd(s.fileno(), s.family, s.type) for s in aserver.sockets]
+        accepting = server._accepting = _AcceptLoop(loop, server, wheel, socks)
     sockname = aserver.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
     _log_listening(server)
     try:
         yield server
     finally:
-        accepting.stop()
+        if accepting is not None:
+            accepting.stop()
         aserver.close()
         for task in list(server._tasks):
             task.cancel()
