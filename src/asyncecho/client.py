@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import MISSING, dataclass, fields, replace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from . import arguments, logs, uids
 from .channel import Channel, ConnectOptions, ReceiveTimeout
@@ -790,6 +790,48 @@ def _checked(host: str, port: int) -> tuple[str, int]:
     return arguments.host(host), arguments.port(port)
 
 
+
+# The options' entries of the Args section, the same for echo(), verify()
+# and associate(): written once, put in place of each docstring's "@options".
+_OPTIONS_DOC = """\
+        calling_ae: Our AE title. Default "ECHOSCU".
+        called_ae: The peer's AE title. Default "ANY-SCP".
+        transfer_syntaxes: The transfer syntax UIDs proposed for
+            Verification. Default: Explicit VR Little Endian, Implicit VR
+            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
+            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
+        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
+            limit, else 7-4294967295. Default 16382.
+        connect_timeout: Seconds for the TCP connect and the TLS handshake.
+            Default 30.
+        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
+            Default 30.
+        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
+        network_timeout: Seconds without a byte from the peer. Default 30.
+        deadline: Seconds for everything, connect to release. Default None
+            (no limit but the phases').
+        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
+            Default None: plain TCP.
+        server_hostname: The name the peer's certificate must match.
+            Default None: `host` (with `ssl`).
+        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
+            `asyncecho.identity.user_identity()`. Default None.
+        user_items: Further User Information sub-items to send. Default ().
+        options: An `EchoOptions` holding any of the above; the keywords
+            given as well apply on top of it (even one given with its
+            default value). Default None: the defaults.
+"""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _options_documented(func: _F) -> _F:
+    if func.__doc__:  # (none under python -OO)
+        func.__doc__ = func.__doc__.replace("        @options\n", _OPTIONS_DOC)
+    return func
+
+
+@_options_documented
 def associate(
     host: str,
     port: int,
@@ -821,32 +863,7 @@ def associate(
     Args:
         host: The peer's host name or address.
         port: Its TCP port, 1-65535.
-        calling_ae: Our AE title. Default "ECHOSCU".
-        called_ae: The peer's AE title. Default "ANY-SCP".
-        transfer_syntaxes: The transfer syntax UIDs proposed for
-            Verification. Default: Explicit VR Little Endian, Implicit VR
-            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
-            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
-        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
-            limit, else 7-4294967295. Default 16382.
-        connect_timeout: Seconds for the TCP connect and the TLS handshake.
-            Default 30.
-        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
-            Default 30.
-        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
-        network_timeout: Seconds without a byte from the peer. Default 30.
-        deadline: Seconds for everything, connect to release. Default None
-            (no limit but the phases').
-        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
-            Default None: plain TCP.
-        server_hostname: The name the peer's certificate must match.
-            Default None: `host` (with `ssl`).
-        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
-            `asyncecho.identity.user_identity()`. Default None.
-        user_items: Further User Information sub-items to send. Default ().
-        options: An `EchoOptions` holding any of the above; the keywords
-            given as well apply on top of it (even one given with its
-            default value). Default None: the defaults.
+        @options
 
     Raises:
         EchoError: On entering the block, a subclass for anything the peer
@@ -915,6 +932,7 @@ async def _echo_streams(assoc: Association) -> EchoResult:
     return assoc.result(assoc.status, 1, assoc.echo_time, total=channel.now() - assoc._started)
 
 
+@_options_documented
 async def echo(
     host: str,
     port: int,
@@ -942,32 +960,7 @@ async def echo(
     Args:
         host: The peer's host name or address.
         port: Its TCP port, 1-65535.
-        calling_ae: Our AE title. Default "ECHOSCU".
-        called_ae: The peer's AE title. Default "ANY-SCP".
-        transfer_syntaxes: The transfer syntax UIDs proposed for
-            Verification. Default: Explicit VR Little Endian, Implicit VR
-            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
-            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
-        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
-            limit, else 7-4294967295. Default 16382.
-        connect_timeout: Seconds for the TCP connect and the TLS handshake.
-            Default 30.
-        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
-            Default 30.
-        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
-        network_timeout: Seconds without a byte from the peer. Default 30.
-        deadline: Seconds for everything, connect to release. Default None
-            (no limit but the phases').
-        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
-            Default None: plain TCP.
-        server_hostname: The name the peer's certificate must match.
-            Default None: `host` (with `ssl`).
-        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
-            `asyncecho.identity.user_identity()`. Default None.
-        user_items: Further User Information sub-items to send. Default ().
-        options: An `EchoOptions` holding any of the above; the keywords
-            given as well apply on top of it (even one given with its
-            default value). Default None: the defaults.
+        @options
 
     Returns:
         The `EchoResult`; a non-success C-ECHO status is in it (falsy), not
@@ -1028,6 +1021,7 @@ async def echo(
         raise
 
 
+@_options_documented
 async def verify(
     host: str,
     port: int,
@@ -1055,32 +1049,7 @@ async def verify(
     Args:
         host: The peer's host name or address.
         port: Its TCP port, 1-65535.
-        calling_ae: Our AE title. Default "ECHOSCU".
-        called_ae: The peer's AE title. Default "ANY-SCP".
-        transfer_syntaxes: The transfer syntax UIDs proposed for
-            Verification. Default: Explicit VR Little Endian, Implicit VR
-            Little Endian, Deflated Explicit VR Little Endian, Explicit VR
-            Big Endian (`uids.DEFAULT_TRANSFER_SYNTAXES`).
-        max_pdu: The largest PDU we accept, in bytes (PS3.8 D.1); 0 = no
-            limit, else 7-4294967295. Default 16382.
-        connect_timeout: Seconds for the TCP connect and the TLS handshake.
-            Default 30.
-        acse_timeout: Seconds for each A-ASSOCIATE and A-RELEASE answer.
-            Default 30.
-        dimse_timeout: Seconds for each C-ECHO-RSP. Default 30.
-        network_timeout: Seconds without a byte from the peer. Default 30.
-        deadline: Seconds for everything, connect to release. Default None
-            (no limit but the phases').
-        ssl: An `ssl.SSLContext` for DICOM over TLS (see `asyncecho.tls`).
-            Default None: plain TCP.
-        server_hostname: The name the peer's certificate must match.
-            Default None: `host` (with `ssl`).
-        user_identity: User Identity negotiation (PS3.7 D.3.3.7), from
-            `asyncecho.identity.user_identity()`. Default None.
-        user_items: Further User Information sub-items to send. Default ().
-        options: An `EchoOptions` holding any of the above; the keywords
-            given as well apply on top of it (even one given with its
-            default value). Default None: the defaults.
+        @options
 
     Returns:
         The `EchoResult`: truthy only on success; otherwise its `error` is
