@@ -8,45 +8,18 @@ is down is a warning, our own machine's limit an error."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
-from asyncecho import EchoOptions, associate, disable_logging, echo, enable_logging, serve, verify
+from asyncecho import EchoOptions, associate, echo, serve, verify
 from asyncecho.client import Association
 from asyncecho.exceptions import ConnectTimeout, LocalResourceError
+from log_capture import Record, capturing
 from peers import closed_port, silent_listener
 
 pytestmark = pytest.mark.anyio
 
 LOCALHOST = "127.0.0.1"
-Record = tuple[str, str, dict[str, Any]]
-
-
-class Capture:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def __getattr__(self, level: str) -> Any:
-        def record(event: str, **fields: Any) -> None:
-            self.records.append((level, event, fields))
-
-        return record
-
-    def client(self) -> list[Record]:
-        return [r for r in self.records if not r[1].startswith("scp.")]
-
-
-@contextmanager
-def capturing() -> Iterator[Capture]:
-    capture = Capture()
-    enable_logging(capture)
-    try:
-        yield capture
-    finally:
-        disable_logging()
 
 
 def is_flat(value: object) -> bool:

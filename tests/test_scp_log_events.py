@@ -10,8 +10,6 @@ line in echoscp's output (`cli_output`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,61 +18,16 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 import certs as pki
-from asyncecho import cli_output, disable_logging, echo, enable_logging, serve, verify
+from asyncecho import cli_output, echo, serve, verify
 from asyncecho.negotiation import build_rq
+from log_capture import WAIT, Record, capturing
 
 pytestmark = pytest.mark.anyio
 
 LOCALHOST = "127.0.0.1"
-WAIT = 10.0  # a bound on a wait for an event, never a measurement
-Record = tuple[str, str, dict[str, Any]]
 RQ = build_rq(calling_ae="RAWSCU", called_ae="ANY-SCP").encode()
 A_ABORT_BY_USER = bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0))  # source 0: service user
 NO_SUCH_PDU = bytes((0x09, 0, 0, 0, 0, 4, 0, 0, 0, 0))
-
-
-class Capture:
-    """A structlog-style logger recording (level, event, fields); `wait_for`
-    lets a test wait for an event the SCP logs after the client is done."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self._waiting: dict[str, anyio.Event] = {}
-
-    def __getattr__(self, level: str) -> Any:
-        def record(event: str, **fields: Any) -> None:
-            self.records.append((level, event, fields))
-            waiting = self._waiting.get(event)
-            if waiting is not None:
-                waiting.set()
-
-        return record
-
-    async def wait_for(self, event: str) -> None:
-        if not self.named(event):
-            self._waiting[event] = anyio.Event()
-            with anyio.fail_after(WAIT):
-                await self._waiting[event].wait()
-
-    def scp(self) -> list[Record]:
-        return [r for r in self.records if r[1].startswith("scp.")]
-
-    def named(self, event: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(level, fields) for level, name, fields in self.records if name == event]
-
-    def one(self, event: str) -> tuple[str, dict[str, Any]]:
-        (found,) = self.named(event)
-        return found
-
-
-@contextmanager
-def capturing() -> Iterator[Capture]:
-    capture = Capture()
-    enable_logging(capture)
-    try:
-        yield capture
-    finally:
-        disable_logging()
 
 
 def is_flat(value: object) -> bool:
