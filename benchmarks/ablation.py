@@ -30,7 +30,7 @@ import asyncecho
 from asyncecho.client import Association, EchoOptions
 from asyncecho.echo_driver import EchoDriver
 from asyncecho.results import EchoResult
-from asyncecho.transport_asyncio import Listener
+from asyncecho.transport.asyncio_channel import Listener
 
 from . import procstat
 from .raw_client import raw_echo

@@ -23,10 +23,10 @@ import pstats
 import time
 from collections.abc import Callable
 
-from asyncecho.acceptor import VerificationAcceptor
 from asyncecho.client import Association, EchoOptions
 from asyncecho.echo_driver import EchoDriver
-from asyncecho.negotiation import AcceptorPolicy
+from asyncecho.protocol.acceptor import VerificationAcceptor
+from asyncecho.protocol.negotiation import AcceptorPolicy
 
 from . import pdus
 

@@ -27,8 +27,8 @@ import sys
 from typing import cast
 
 import asyncecho
-from asyncecho.acceptor import VerificationAcceptor
-from asyncecho.negotiation import AcceptorPolicy
+from asyncecho.protocol.acceptor import VerificationAcceptor
+from asyncecho.protocol.negotiation import AcceptorPolicy
 
 from . import minimal_scp, procstat
 from .ablation import Figures, cost_per_association, format_figures

@@ -31,8 +31,7 @@ from typing import Any
 
 import anyio
 
-from asyncecho import associate, echo, uids, verify
-from asyncecho.dimse import decode_command, encode_echo_rq
+from asyncecho import associate, echo, verify
 from asyncecho.exceptions import (
     AcseTimeout,
     AssociationAborted,
@@ -41,8 +40,11 @@ from asyncecho.exceptions import (
     NoAcceptedContext,
     ProtocolError,
 )
-from asyncecho.negotiation import AcceptorPolicy, build_ac, build_rq
-from asyncecho.pdu import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.dimse import decode_command, encode_echo_rq
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac, build_rq
+from asyncecho.protocol.pdu import (
     PDU,
     PDV,
     Abort,
@@ -54,8 +56,7 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.pdu_items import PresentationContextAC
-from asyncecho.protocol_errors import PDUError
+from asyncecho.protocol.pdu_items import PresentationContextAC
 
 LOCALHOST = "127.0.0.1"
 #: how long a peer waits, after its script, for the side under test to close

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from asyncecho import uids
-from asyncecho.pdu import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.pdu import (
     PDU,
     PDU_NAMES,
     PDV,
@@ -23,7 +24,7 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.pdu_items import (
+from asyncecho.protocol.pdu_items import (
     AsynchronousOperationsWindow,
     ImplementationClassUID,
     ImplementationVersionName,
@@ -38,7 +39,6 @@ from asyncecho.pdu_items import (
     UserIdentityRQ,
     UserItem,
 )
-from asyncecho.protocol_errors import PDUError
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"

@@ -34,7 +34,7 @@ from asyncecho import (
     serve,
     verify,
 )
-from asyncecho.negotiation import build_rq
+from asyncecho.protocol.negotiation import build_rq
 
 pytestmark = pytest.mark.anyio
 

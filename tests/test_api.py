@@ -49,9 +49,9 @@ from asyncecho import (
     uids,
     verify,
 )
-from asyncecho.dimse import decode_command, encode_echo_rsp
-from asyncecho.negotiation import AcceptorPolicy, build_ac
-from asyncecho.pdu import PDV, AssociateRQ, PDataTF, ReleaseRP, ReleaseRQ, decode_pdu
+from asyncecho.protocol.dimse import decode_command, encode_echo_rsp
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac
+from asyncecho.protocol.pdu import PDV, AssociateRQ, PDataTF, ReleaseRP, ReleaseRQ, decode_pdu
 from peers import closed_port, silent_listener
 
 pytestmark = pytest.mark.anyio
@@ -600,8 +600,8 @@ def _nodelay(sock: Any) -> int:
 async def test_tcp_nodelay_on_both_ends() -> None:
     """Every PDU goes out at once, never held back by Nagle waiting for the
     peer's ACK (which costs ~40 ms per round trip against a delayed ACK)."""
-    from asyncecho.transport_anyio import AnyioChannel
-    from asyncecho.transport_asyncio import AsyncioChannel
+    from asyncecho.transport.anyio_channel import AnyioChannel
+    from asyncecho.transport.asyncio_channel import AsyncioChannel
 
     async with serve(LOCALHOST, 0) as server, associate(LOCALHOST, server.port) as assoc:
         channel = assoc._channel

@@ -142,8 +142,8 @@ async def test_options_plus_overrides_apply_the_overrides_on_top() -> None:
 def test_options_objects_check_their_fields() -> None:
     with pytest.raises(ValueError, match="acse_timeout"):
         EchoOptions(acse_timeout=-1)
-    options = EchoOptions(transfer_syntaxes=[asyncecho.uids.IMPLICIT_VR_LE], calling_ae=" ME ")
-    assert options.transfer_syntaxes == (asyncecho.uids.IMPLICIT_VR_LE,)  # frozen: a tuple
+    options = EchoOptions(transfer_syntaxes=[asyncecho.protocol.uids.IMPLICIT_VR_LE], calling_ae=" ME ")
+    assert options.transfer_syntaxes == (asyncecho.protocol.uids.IMPLICIT_VR_LE,)  # frozen: a tuple
     assert options.calling_ae == "ME"
     with pytest.raises(ValueError, match="max_pdu"):
         ServerOptions(max_pdu=3)

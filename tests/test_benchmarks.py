@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from asyncecho.dimse import C_ECHO_RQ, C_ECHO_RSP, decode_command
-from asyncecho.pdu import AssociateAC, AssociateRQ, PDataTF, decode_pdu
+from asyncecho.protocol.dimse import C_ECHO_RQ, C_ECHO_RSP, decode_command
+from asyncecho.protocol.pdu import AssociateAC, AssociateRQ, PDataTF, decode_pdu
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `pytest` (unlike `python -m pytest`) leaves the repo root out

@@ -29,9 +29,17 @@ from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from asyncecho import ConnectTimeout, DeadlineExceeded, EchoError, associate, echo, verify
-from asyncecho.dimse import decode_command, encode_echo_rsp
-from asyncecho.negotiation import AcceptorPolicy, build_ac
-from asyncecho.pdu import PDV, Abort, AssociateRQ, PDataTF, ReleaseRP, ReleaseRQ, decode_pdu
+from asyncecho.protocol.dimse import decode_command, encode_echo_rsp
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac
+from asyncecho.protocol.pdu import (
+    PDV,
+    Abort,
+    AssociateRQ,
+    PDataTF,
+    ReleaseRP,
+    ReleaseRQ,
+    decode_pdu,
+)
 from hostile import describe_fds, open_fds
 
 pytestmark = pytest.mark.anyio

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from asyncecho import uids
-from asyncecho.dimse import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.dimse import (
     C_ECHO_RQ,
     C_ECHO_RSP,
     STATUS_SUCCESS,
@@ -29,8 +29,8 @@ from asyncecho.dimse import (
     MessageAssembler,
     decode_command,
 )
-from asyncecho.framer import PDUFramer
-from asyncecho.pdu import (
+from asyncecho.protocol.framer import PDUFramer
+from asyncecho.protocol.pdu import (
     PDU,
     Abort,
     AssociateAC,
@@ -39,7 +39,7 @@ from asyncecho.pdu import (
     PDataTF,
     decode_pdu,
 )
-from asyncecho.pdu_items import PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, MaximumLength
+from asyncecho.protocol.pdu_items import PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, MaximumLength
 from pdu_samples import PDU_FILE_NAMES
 
 CAPTURES = Path(__file__).resolve().parent / "fixtures" / "captures"

@@ -91,7 +91,7 @@ def test_demo_help() -> None:
 
 MASS_FAILURE = """\
 import sys
-from asyncecho import cli_demo
+from asyncecho.cli import demo as cli_demo
 # as before the fix: every association at once, whatever the open-file limit
 cli_demo.concurrency_for = lambda count: (count, "")
 sys.exit(cli_demo.main(["-n", "600"]))

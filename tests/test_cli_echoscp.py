@@ -18,8 +18,8 @@ import pytest
 
 import peers
 from asyncecho._version import __version__
-from asyncecho.negotiation import build_rq
-from asyncecho.pdu import A_ABORT, A_ASSOCIATE_AC
+from asyncecho.protocol.negotiation import build_rq
+from asyncecho.protocol.pdu import A_ABORT, A_ASSOCIATE_AC
 
 pytestmark = pytest.mark.peer
 
@@ -166,7 +166,7 @@ def test_implicit_only_refuses_big_endian(strict_scp: Scp) -> None:
 
 
 def test_max_associations_reached_rejects_transient() -> None:
-    from asyncecho.negotiation import build_rq
+    from asyncecho.protocol.negotiation import build_rq
 
     rq = build_rq(calling_ae="HOLDER", called_ae="ANY-SCP").encode()
     with echoscp("--max-associations", "1", "-v") as scp, contextlib.ExitStack() as stack:

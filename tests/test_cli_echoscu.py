@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import peers
-from asyncecho import uids
 from asyncecho._version import __version__
-from asyncecho.dimse import decode_command, encode_echo_rsp, status_name
-from asyncecho.negotiation import AcceptorPolicy, build_ac
-from asyncecho.pdu import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.dimse import decode_command, encode_echo_rsp, status_name
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac
+from asyncecho.protocol.pdu import (
     ABORT_SOURCE_USER,
     PDU,
     PDV,
@@ -631,7 +631,8 @@ def test_help_to_a_full_disk_is_one_error_line() -> None:
 def test_an_unforeseen_error_is_one_line_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from asyncecho import __main__, cli_echoscu
+    from asyncecho import __main__
+    from asyncecho.cli import echoscu as cli_echoscu
 
     def broken(argv: object) -> int:
         raise RuntimeError("something nobody foresaw")

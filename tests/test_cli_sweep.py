@@ -634,9 +634,9 @@ def test_resume_does_not_expand_a_cidr_block_to_count_what_is_done(
     it never walks the block's 16 million addresses."""
     import argparse
 
-    from asyncecho import cli_sweep
-    from asyncecho.cli_output import CliLog
-    from asyncecho.sweep_targets import TargetLine
+    from asyncecho.cli import sweep as cli_sweep
+    from asyncecho.cli.output import CliLog
+    from asyncecho.sweeps.targets import TargetLine
 
     def no_expansion(self: TargetLine) -> Iterator[object]:
         assert isinstance(self.host, str), f"{self.host} expanded"

@@ -13,8 +13,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from asyncecho import dimse, uids
-from asyncecho.dimse import (
+from asyncecho.protocol import dimse, uids
+from asyncecho.protocol.dimse import (
     C_ECHO_RQ,
     C_ECHO_RSP,
     NO_DATA_SET,
@@ -28,9 +28,9 @@ from asyncecho.dimse import (
     parse_command_elements,
     status_name,
 )
-from asyncecho.pdu import PDV, PDataTF
-from asyncecho.pdu_items import ImplementationVersionName
-from asyncecho.protocol_errors import PDUError
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.pdu import PDV, PDataTF
+from asyncecho.protocol.pdu_items import ImplementationVersionName
 
 
 def pydicom_command(ds: Dataset) -> bytes:

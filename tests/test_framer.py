@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from asyncecho.framer import DEFAULT_MAX_ASSOCIATE_LENGTH, UNLIMITED_PDATA_CAP, PDUFramer
-from asyncecho.pdu import (
+from asyncecho.protocol.errors import ABORT_UNRECOGNIZED_PDU, PDUError
+from asyncecho.protocol.framer import DEFAULT_MAX_ASSOCIATE_LENGTH, UNLIMITED_PDATA_CAP, PDUFramer
+from asyncecho.protocol.pdu import (
     A_ABORT,
     A_ASSOCIATE_AC,
     A_ASSOCIATE_RJ,
@@ -22,7 +23,6 @@ from asyncecho.pdu import (
     PDataTF,
     ReleaseRQ,
 )
-from asyncecho.protocol_errors import ABORT_UNRECOGNIZED_PDU, PDUError
 from pdu_samples import OFFSET_CALLED_AE, raw_associate, raw_pdu, sample_pdus
 
 SAMPLES = list(sample_pdus().values())

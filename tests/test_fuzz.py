@@ -30,9 +30,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncecho.dimse import MessageAssembler, decode_command, encode_echo_rq, encode_echo_rsp
-from asyncecho.framer import PDUFramer
-from asyncecho.pdu import (
+from asyncecho.protocol.dimse import (
+    MessageAssembler,
+    decode_command,
+    encode_echo_rq,
+    encode_echo_rsp,
+)
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.framer import PDUFramer
+from asyncecho.protocol.pdu import (
     PDU,
     PDV,
     Abort,
@@ -44,7 +50,7 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.pdu_items import (
+from asyncecho.protocol.pdu_items import (
     AsynchronousOperationsWindow,
     ImplementationClassUID,
     ImplementationVersionName,
@@ -59,7 +65,6 @@ from asyncecho.pdu_items import (
     UserIdentityRQ,
     UserItem,
 )
-from asyncecho.protocol_errors import PDUError
 from pdu_samples import sample_pdus
 
 LONG_RUN = os.environ.get("ASYNCECHO_FUZZ") == "1"

@@ -271,9 +271,9 @@ async def test_trickled_pdata_is_bounded_by_the_dimse_timeout() -> None:
     the idle network timeout with every byte, but the PDU as a whole must
     arrive within the DIMSE timeout: then the SCP aborts (A-ABORT) and
     closes, and keeps serving others."""
-    from asyncecho.dimse import encode_echo_rq
-    from asyncecho.negotiation import build_rq
-    from asyncecho.pdu import PDV, Abort, AssociateAC, PDataTF, decode_pdu
+    from asyncecho.protocol.dimse import encode_echo_rq
+    from asyncecho.protocol.negotiation import build_rq
+    from asyncecho.protocol.pdu import PDV, Abort, AssociateAC, PDataTF, decode_pdu
 
     pdata = PDataTF((PDV(1, True, True, encode_echo_rq(1)),)).encode()
     async with serve("127.0.0.1", 0, network_timeout=0.4, dimse_timeout=0.6) as server:

@@ -40,7 +40,7 @@ from asyncecho import (
     echo,
     verify,
 )
-from asyncecho.pdu import Abort
+from asyncecho.protocol.pdu import Abort
 from hostile import (
     MARGIN,
     SCU_CASES,

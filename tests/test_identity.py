@@ -45,8 +45,8 @@ from asyncecho import (
     verify,
 )
 from asyncecho.identity import user_identity
-from asyncecho.pdu import AssociateRQ
-from asyncecho.pdu_items import (
+from asyncecho.protocol.pdu import AssociateRQ
+from asyncecho.protocol.pdu_items import (
     USER_IDENTITY_JWT,
     USER_IDENTITY_KERBEROS,
     USER_IDENTITY_SAML,
@@ -366,8 +366,8 @@ def test_user_identity_builder() -> None:
 
 
 def test_dump_masks_the_passcode() -> None:
-    from asyncecho.negotiation import build_rq
-    from asyncecho.pdu_dump import dump_rq
+    from asyncecho.cli.pdu_dump import dump_rq
+    from asyncecho.protocol.negotiation import build_rq
 
     identity = user_identity(username="alice", passcode=SECRET)
     rq = build_rq(calling_ae="A", called_ae="B", extra_user_items=(identity,))

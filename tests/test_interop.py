@@ -32,7 +32,7 @@ import pytest
 
 import asyncecho
 import peers
-from asyncecho import uids
+from asyncecho.protocol import uids
 
 pytestmark = pytest.mark.peer
 

@@ -33,7 +33,7 @@ from asyncecho import (
     serve,
     verify,
 )
-from asyncecho.pdu import Abort
+from asyncecho.protocol.pdu import Abort
 from hostile import (
     SCP_CASES,
     SCP_SETTINGS,
@@ -220,8 +220,8 @@ async def test_open_scp_connections_keep_few_objects_and_no_timer_and_leave_noth
     import gc
 
     from asyncecho.client import Association, EchoOptions
-    from asyncecho.dimse import encode_echo_rq, fragment
-    from asyncecho.pdu import PDataTF
+    from asyncecho.protocol.dimse import encode_echo_rq, fragment
+    from asyncecho.protocol.pdu import PDataTF
 
     rq = Association(LOCALHOST, 0, EchoOptions()).rq.encode()
     (pdv,) = fragment(1, encode_echo_rq(1), True, 0)  # context 1: Verification

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from asyncecho import uids
-from asyncecho.pdu import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.errors import (
+    ABORT_INVALID_PDU_PARAMETER_VALUE,
+    ABORT_UNRECOGNIZED_PDU,
+    ABORT_UNRECOGNIZED_PDU_PARAMETER,
+    PDUError,
+)
+from asyncecho.protocol.pdu import (
     A_ABORT,
     A_ASSOCIATE_AC,
     A_ASSOCIATE_RJ,
@@ -26,18 +32,12 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.pdu_items import (
+from asyncecho.protocol.pdu_items import (
     ImplementationClassUID,
     ImplementationVersionName,
     MaximumLength,
     PresentationContextAC,
     PresentationContextRQ,
-)
-from asyncecho.protocol_errors import (
-    ABORT_INVALID_PDU_PARAMETER_VALUE,
-    ABORT_UNRECOGNIZED_PDU,
-    ABORT_UNRECOGNIZED_PDU_PARAMETER,
-    PDUError,
 )
 from pdu_samples import (
     OFFSET_CALLED_AE,

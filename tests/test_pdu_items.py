@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from asyncecho import uids
-from asyncecho.pdu import AssociateAC, AssociateRQ, decode_pdu
-from asyncecho.pdu_fields import Reader
-from asyncecho.pdu_items import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.pdu import AssociateAC, AssociateRQ, decode_pdu
+from asyncecho.protocol.pdu_fields import Reader
+from asyncecho.protocol.pdu_items import (
     ApplicationContext,
     AsynchronousOperationsWindow,
     ImplementationClassUID,
@@ -30,7 +31,6 @@ from asyncecho.pdu_items import (
     encode_user_information,
     user_item_type,
 )
-from asyncecho.protocol_errors import PDUError
 from pdu_samples import (
     CT_IMAGE_STORAGE,
     OFFSET_FIRST_ITEM,

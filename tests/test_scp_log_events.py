@@ -18,8 +18,10 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 import certs as pki
-from asyncecho import cli_output, echo, serve, verify
-from asyncecho.negotiation import build_rq
+from asyncecho import echo, serve, verify
+from asyncecho import server as asyncecho_server
+from asyncecho.cli import output as cli_output
+from asyncecho.protocol.negotiation import build_rq
 from log_capture import WAIT, Record, capturing
 
 pytestmark = pytest.mark.anyio
@@ -262,7 +264,7 @@ class _AnyField(dict[str, Any]):
 
 
 def test_every_scp_event_has_an_echoscp_line() -> None:
-    source = Path(cli_output.__file__).with_name("server.py").read_text()
+    source = Path(asyncecho_server.__file__).read_text()
     events = set(re.findall(r'"(scp\.[a-z_.]+)"', source))
     assert "scp.internal_error" in events and "scp.accept_paused" in events
     for event in sorted(events):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 
 import peers
-from asyncecho import serve, uids
-from asyncecho.negotiation import AcceptorPolicy, build_ac
-from asyncecho.pdu import AssociateRQ
-from asyncecho.pdu_items import (
+from asyncecho import serve
+from asyncecho.protocol import uids
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac
+from asyncecho.protocol.pdu import AssociateRQ
+from asyncecho.protocol.pdu_items import (
     PC_ACCEPTANCE,
     PC_USER_REJECTION,
     PresentationContextRQ,

@@ -29,9 +29,9 @@ from asyncecho import (
     uids,
     verify,
 )
-from asyncecho.dimse import encode_echo_rq
-from asyncecho.negotiation import build_rq
-from asyncecho.pdu import (
+from asyncecho.protocol.dimse import encode_echo_rq
+from asyncecho.protocol.negotiation import build_rq
+from asyncecho.protocol.pdu import (
     PDV,
     Abort,
     AssociateAC,

@@ -37,12 +37,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncecho import Server, echo, logs, serve
-from asyncecho.acceptor import VerificationAcceptor
-from asyncecho.dimse import decode_command, encode_echo_rq, encode_echo_rsp
-from asyncecho.events import Aborted, AssociationAccepted, Event, MessageReceived
 from asyncecho.exceptions import EchoError, ProtocolError
-from asyncecho.negotiation import AcceptorPolicy, build_ac, build_rq
-from asyncecho.pdu import (
+from asyncecho.protocol.acceptor import VerificationAcceptor
+from asyncecho.protocol.dimse import decode_command, encode_echo_rq, encode_echo_rsp
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.events import Aborted, AssociationAccepted, Event, MessageReceived
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac, build_rq
+from asyncecho.protocol.pdu import (
     PDV,
     Abort,
     AssociateRJ,
@@ -52,9 +53,8 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.protocol_errors import PDUError
-from asyncecho.state_machine import Event as Evt
-from asyncecho.upper_layer import UpperLayer
+from asyncecho.protocol.state_machine import Event as Evt
+from asyncecho.protocol.upper_layer import UpperLayer
 from hostile import (
     PeerConnection,
     Script,

@@ -2,7 +2,7 @@
 and every (state, event) cell fired through a real `UpperLayer` in each role.
 
 The expected table and the action definitions below are written out again
-from PS3.8 9.2.2-9.2.3, not taken from `asyncecho.state_machine`, so that a
+from PS3.8 9.2.2-9.2.3, not taken from `asyncecho.protocol.state_machine`, so that a
 mistake in the module's table is caught here rather than copied.
 """
 
@@ -14,11 +14,12 @@ from typing import Literal
 
 import pytest
 
-from asyncecho import events as ev
-from asyncecho import state_machine as sm
-from asyncecho.dimse import encode_echo_rq
-from asyncecho.negotiation import AcceptorPolicy, build_ac, build_rq
-from asyncecho.pdu import (
+from asyncecho.protocol import events as ev
+from asyncecho.protocol import state_machine as sm
+from asyncecho.protocol.dimse import encode_echo_rq
+from asyncecho.protocol.errors import LocalProtocolError, PDUError
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac, build_rq
+from asyncecho.protocol.pdu import (
     ABORT_SOURCE_PROVIDER,
     ABORT_SOURCE_USER,
     PDU,
@@ -30,9 +31,8 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.protocol_errors import LocalProtocolError, PDUError
-from asyncecho.state_machine import Action, Event, State, StateMachine
-from asyncecho.upper_layer import UpperLayer
+from asyncecho.protocol.state_machine import Action, Event, State, StateMachine
+from asyncecho.protocol.upper_layer import UpperLayer
 
 Role = Literal["requestor", "acceptor"]
 ROLES: tuple[Role, ...] = ("requestor", "acceptor")

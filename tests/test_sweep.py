@@ -25,11 +25,20 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from asyncecho import EchoOptions, SweepRecord, Target, serve, sweep, uids
-from asyncecho.dimse import decode_command, encode_echo_rsp
-from asyncecho.negotiation import AcceptorPolicy, build_ac
-from asyncecho.pdu import PDV, Abort, AssociateRQ, PDataTF, ReleaseRP, ReleaseRQ, decode_pdu
-from asyncecho.sweeper import FIELDS
+from asyncecho import EchoOptions, SweepRecord, Target, serve, sweep
+from asyncecho.protocol import uids
+from asyncecho.protocol.dimse import decode_command, encode_echo_rsp
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac
+from asyncecho.protocol.pdu import (
+    PDV,
+    Abort,
+    AssociateRQ,
+    PDataTF,
+    ReleaseRP,
+    ReleaseRQ,
+    decode_pdu,
+)
+from asyncecho.sweeps.engine import FIELDS
 from peers import closed_port, pynetdicom_scp, silent_listener, storescp
 
 pytestmark = pytest.mark.anyio

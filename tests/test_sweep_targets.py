@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from asyncecho import Target
-from asyncecho.sweep_targets import (
+from asyncecho.sweeps.targets import (
     BadLine,
     TargetLine,
     TargetParser,
@@ -267,7 +267,7 @@ def test_target_str() -> None:
 def test_is_block_host_agrees_with_hosts(block: str) -> None:
     """Whether a block stands for an address, without expanding it (used by
     --resume to count the done targets of a CIDR line)."""
-    from asyncecho.sweep_targets import is_block_host
+    from asyncecho.sweeps.targets import is_block_host
 
     network = ipaddress.ip_network(block)
     hosts = set(network.hosts())

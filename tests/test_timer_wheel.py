@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from asyncecho.timer_wheel import TimerWheel
+from asyncecho.transport.timer_wheel import TimerWheel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 import asyncecho
-from asyncecho import EchoOptions, ServerOptions, client, identity, server, uids
-from asyncecho.pdu_items import AsynchronousOperationsWindow
+from asyncecho import EchoOptions, ServerOptions, client, identity, server
+from asyncecho.protocol import uids
+from asyncecho.protocol.pdu_items import AsynchronousOperationsWindow
 
 REPO = Path(__file__).resolve().parent.parent
 INIT = REPO / "src" / "asyncecho" / "__init__.py"
@@ -72,7 +73,7 @@ async def correct() -> None:
             outcome: str = record.outcome
     asyncecho.sweep(targets, rate=5.0, acse_timeout=3, options=EchoOptions())
     asyncecho.identity.user_identity(username="alice")
-    print(status, port, outcome, asyncecho.tls, asyncecho.uids.VERIFICATION)
+    print(status, port, outcome, asyncecho.tls, asyncecho.protocol.uids.VERIFICATION)
 
 
 async def misspelt() -> None:
@@ -366,7 +367,10 @@ def _type_checking_imports() -> dict[str, str]:
         for alias in node.names:
             # `x as x`: an explicit re-export for mypy --strict
             assert alias.asname == alias.name, alias.name
-            names[alias.name] = node.module or alias.name
+            module = node.module or alias.name
+            if asyncecho._EXPORTS.get(alias.name) == f"{node.module}.{alias.name}":
+                module = f"{node.module}.{alias.name}"  # a submodule: `from .protocol import uids`
+            names[alias.name] = module
     return names
 
 

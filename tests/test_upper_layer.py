@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from asyncecho import events as ev
-from asyncecho.dimse import (
+from asyncecho.protocol import events as ev
+from asyncecho.protocol.dimse import (
     C_ECHO_RQ,
     C_ECHO_RSP,
     STATUS_SUCCESS,
@@ -17,8 +17,9 @@ from asyncecho.dimse import (
     encode_echo_rq,
     encode_echo_rsp,
 )
-from asyncecho.negotiation import AcceptorPolicy, build_ac, build_rq
-from asyncecho.pdu import (
+from asyncecho.protocol.errors import LocalProtocolError, PDUError
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac, build_rq
+from asyncecho.protocol.pdu import (
     ABORT_SOURCE_PROVIDER,
     ABORT_SOURCE_USER,
     PDU,
@@ -34,11 +35,10 @@ from asyncecho.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.pdu_items import PC_ACCEPTANCE, PresentationContextAC, PresentationContextRQ
-from asyncecho.protocol_errors import LocalProtocolError, PDUError
-from asyncecho.state_machine import State
-from asyncecho.uids import EXPLICIT_VR_BE, IMPLICIT_VR_LE, VERIFICATION
-from asyncecho.upper_layer import UpperLayer
+from asyncecho.protocol.pdu_items import PC_ACCEPTANCE, PresentationContextAC, PresentationContextRQ
+from asyncecho.protocol.state_machine import State
+from asyncecho.protocol.uids import EXPLICIT_VR_BE, IMPLICIT_VR_LE, VERIFICATION
+from asyncecho.protocol.upper_layer import UpperLayer
 
 ARTIM = 5.0
 REASON_UNRECOGNIZED_PDU = 1
@@ -726,7 +726,7 @@ def test_answered_contexts_are_worked_out_once_per_pair_and_read_only() -> None:
     of objects; an invalid AC is checked (and refused) every time."""
     from dataclasses import replace
 
-    from asyncecho.negotiation import accepted_contexts, answered_contexts
+    from asyncecho.protocol.negotiation import accepted_contexts, answered_contexts
 
     first = answered_contexts(RQ, AC)
     assert answered_contexts(RQ, AC) is first
@@ -744,7 +744,7 @@ def test_answered_contexts_are_worked_out_once_per_pair_and_read_only() -> None:
 def test_our_contexts_are_shared_by_every_association_answered_alike() -> None:
     """An SCP answering the same RQ object with the same AC object (its
     policy caches both) gives every association one read-only mapping."""
-    from asyncecho.negotiation import accepted_contexts, our_contexts
+    from asyncecho.protocol.negotiation import accepted_contexts, our_contexts
 
     first = our_contexts(RQ, AC)
     assert our_contexts(RQ, AC) is first

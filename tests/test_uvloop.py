@@ -8,7 +8,7 @@ import socket
 import pytest
 
 import asyncecho
-from asyncecho.transport_asyncio import AsyncioChannel
+from asyncecho.transport.asyncio_channel import AsyncioChannel
 
 uvloop = pytest.importorskip("uvloop")
 

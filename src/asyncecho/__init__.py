@@ -49,13 +49,13 @@ _EXPORTS = {
     "AssociationAborted": "exceptions",
     "NoAcceptedContext": "exceptions",
     "ProtocolError": "exceptions",
-    "sweep": "sweeper",
-    "Sweep": "sweeper",
-    "Target": "sweeper",
-    "SweepRecord": "sweeper",
+    "sweep": "sweeps.engine",
+    "Sweep": "sweeps.engine",
+    "Target": "sweeps.engine",
+    "SweepRecord": "sweeps.engine",
     "identity": "identity",
     "tls": "tls",
-    "uids": "uids",
+    "uids": "protocol.uids",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
     # explicit re-export mypy --strict wants.
     from . import identity as identity
     from . import tls as tls
-    from . import uids as uids
     from ._version import __version__ as __version__
     from .client import Association as Association
     from .client import EchoOptions as EchoOptions
@@ -92,15 +91,16 @@ if TYPE_CHECKING:
     from .exceptions import TLSHandshakeFailed as TLSHandshakeFailed
     from .logs import disable_logging as disable_logging
     from .logs import enable_logging as enable_logging
+    from .protocol import uids as uids
     from .results import EchoResult as EchoResult
     from .results import Timings as Timings
     from .server import Server as Server
     from .server import ServerOptions as ServerOptions
     from .server import serve as serve
-    from .sweeper import Sweep as Sweep
-    from .sweeper import SweepRecord as SweepRecord
-    from .sweeper import Target as Target
-    from .sweeper import sweep as sweep
+    from .sweeps.engine import Sweep as Sweep
+    from .sweeps.engine import SweepRecord as SweepRecord
+    from .sweeps.engine import Target as Target
+    from .sweeps.engine import sweep as sweep
 
 
 def __getattr__(name: str) -> Any:
@@ -108,7 +108,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'asyncecho' has no attribute {name!r}")
     loaded = import_module(f".{module}", __name__)
-    value = loaded if module == name else getattr(loaded, name)
+    value = loaded if module.rpartition(".")[2] == name else getattr(loaded, name)
     globals()[name] = value
     return value
 

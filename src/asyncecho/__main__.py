@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from ._version import __version__
+from asyncecho._version import __version__
 
 COMMANDS = {
-    "echoscu": ("cli_echoscu", "verify DICOM connectivity: one association, C-ECHO, release"),
-    "echoscp": ("cli_echoscp", "run a Verification SCP"),
-    "demo": ("cli_demo", "start a local SCP and show echoes against it (no PACS needed)"),
-    "sweep": ("cli_sweep", "C-ECHO many targets at once (a file, CSV or CIDR), one record each"),
+    "echoscu": ("cli.echoscu", "verify DICOM connectivity: one association, C-ECHO, release"),
+    "echoscp": ("cli.echoscp", "run a Verification SCP"),
+    "demo": ("cli.demo", "start a local SCP and show echoes against it (no PACS needed)"),
+    "sweep": ("cli.sweep", "C-ECHO many targets at once (a file, CSV or CIDR), one record each"),
 }
 
 USAGE = "usage: asyncecho COMMAND [options]   (asyncecho COMMAND --help for each)"

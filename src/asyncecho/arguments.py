@@ -19,7 +19,7 @@ import ssl as _ssl
 from collections.abc import Iterable
 from typing import Any
 
-from .pdu_fields import uid_problem, validate_ae_title
+from asyncecho.protocol.pdu_fields import uid_problem, validate_ae_title
 
 # PS3.8 9.3.5 / D.1: Maximum Length Received bounds the variable field of a
 # P-DATA-TF, which holds PDV items of a 4-byte length, a context ID, a

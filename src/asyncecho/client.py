@@ -15,20 +15,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, NoReturn, TypeVar
 
-from . import arguments, logs, uids
-from .channel import Channel, ConnectOptions, ReceiveTimeout
-from .dimse import C_ECHO_RSP, decode_command, encode_echo_rq
-from .echo_driver import EchoDriver
-from .events import (
-    Aborted,
-    AssociationAccepted,
-    AssociationRejected,
-    Event,
-    MessageReceived,
-    ReleaseConfirmed,
-    ReleaseRequested,
-)
-from .exceptions import (
+from asyncecho import arguments, logs
+from asyncecho.echo_driver import EchoDriver
+from asyncecho.exceptions import (
     AcseTimeout,
     AssociationAborted,
     ConnectTimeout,
@@ -43,22 +32,34 @@ from .exceptions import (
     TLSHandshakeFailed,
     connection_error,
 )
-from .exceptions import AssociationRejected as AssociationRejectedError
-from .negotiation import build_rq
-from .pdu import AssociateAC, AssociateRQ
-from .pdu_items import (
+from asyncecho.exceptions import AssociationRejected as AssociationRejectedError
+from asyncecho.protocol import uids
+from asyncecho.protocol.dimse import C_ECHO_RSP, decode_command, encode_echo_rq
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.events import (
+    Aborted,
+    AssociationAccepted,
+    AssociationRejected,
+    Event,
+    MessageReceived,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+from asyncecho.protocol.negotiation import build_rq
+from asyncecho.protocol.pdu import AssociateAC, AssociateRQ
+from asyncecho.protocol.pdu_items import (
     PC_RESULT_NAMES,
     USER_IDENTITY_TYPE_NAMES,
     UserIdentityAC,
     UserIdentityRQ,
     UserItem,
 )
-from .protocol_errors import PDUError
-from .results import EchoResult, Timings
-from .state_machine import Event as Evt
-from .state_machine import State
-from .transport_asyncio import open_asyncio_channel
-from .upper_layer import UpperLayer
+from asyncecho.protocol.state_machine import Event as Evt
+from asyncecho.protocol.state_machine import State
+from asyncecho.protocol.upper_layer import UpperLayer
+from asyncecho.results import EchoResult, Timings
+from asyncecho.transport.asyncio_channel import open_asyncio_channel
+from asyncecho.transport.channel import Channel, ConnectOptions, ReceiveTimeout
 
 _assoc_ids = itertools.count(1)
 
@@ -310,7 +311,7 @@ class Association:
             if _on_asyncio():
                 channel: Channel = await open_asyncio_channel(*connect)
             else:
-                from .transport_anyio import open_anyio_channel
+                from asyncecho.transport.anyio_channel import open_anyio_channel
 
                 channel = await open_anyio_channel(connect)
         except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
@@ -356,7 +357,7 @@ class Association:
         return error
 
     def _tls_failed(self, exc: _ssl.SSLError) -> TLSHandshakeFailed:
-        from .tls import describe_ssl_error
+        from asyncecho.tls import describe_ssl_error
 
         why = describe_ssl_error(exc)
         error = TLSHandshakeFailed(
@@ -475,7 +476,7 @@ class Association:
                 )
                 self._log_failure("aborted", closed, reason="connection closed")
                 raise closed
-            from .pdu import Abort
+            from asyncecho.protocol.pdu import Abort
 
             pdu = Abort(event.source, event.reason)
             aborted = AssociationAborted(
@@ -693,7 +694,7 @@ class Association:
         )
 
     def _log_echo_response(self, message_id: int, status: int, seconds: float) -> None:
-        from .dimse import status_name
+        from asyncecho.protocol.dimse import status_name
 
         self._log(
             "echo.response",

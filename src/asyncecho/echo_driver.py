@@ -15,10 +15,8 @@ import asyncio
 import ssl as _ssl
 from typing import TYPE_CHECKING
 
-from . import logs
-from .dimse import encode_echo_rq
-from .events import AssociationAccepted, Event, MessageReceived, ReleaseConfirmed, ReleaseRequested
-from .exceptions import (
+from asyncecho import logs
+from asyncecho.exceptions import (
     AcseTimeout,
     AssociationAborted,
     DeadlineExceeded,
@@ -27,12 +25,20 @@ from .exceptions import (
     EchoTimeout,
     NetworkTimeout,
 )
-from .state_machine import Event as Evt
-from .state_machine import State
+from asyncecho.protocol.dimse import encode_echo_rq
+from asyncecho.protocol.events import (
+    AssociationAccepted,
+    Event,
+    MessageReceived,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+from asyncecho.protocol.state_machine import Event as Evt
+from asyncecho.protocol.state_machine import State
 
 if TYPE_CHECKING:
-    from .client import Association
-    from .transport_asyncio import AsyncioChannel
+    from asyncecho.client import Association
+    from asyncecho.transport.asyncio_channel import AsyncioChannel
 
 _ASSOCIATE, _ECHO, _RELEASE = 1, 2, 3
 _STA6, _STA13 = State.STA6, State.STA13

@@ -28,10 +28,10 @@ from __future__ import annotations
 import errno as _errno
 from typing import TYPE_CHECKING
 
-from .pdu import AssociateRJ
+from asyncecho.protocol.pdu import AssociateRJ
 
 if TYPE_CHECKING:
-    from .client import Association
+    from asyncecho.client import Association
 
 
 class EchoError(Exception):
@@ -125,7 +125,7 @@ class TLSHandshakeFailed(ConnectionFailed):
 
     @property
     def reason(self) -> str:
-        from .tls import describe_ssl_error
+        from asyncecho.tls import describe_ssl_error
 
         return describe_ssl_error(self.os_error) if self.os_error else self.message
 

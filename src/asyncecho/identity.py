@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from .pdu import AssociateRQ
-from .pdu_items import (
+from asyncecho.protocol.pdu import AssociateRQ
+from asyncecho.protocol.pdu_items import (
     USER_IDENTITY_JWT,
     USER_IDENTITY_KERBEROS,
     USER_IDENTITY_SAML,

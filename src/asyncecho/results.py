@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .dimse import STATUS_SUCCESS, status_name
-from .exceptions import EchoError
+from asyncecho.exceptions import EchoError
+from asyncecho.protocol.dimse import STATUS_SUCCESS, status_name
 
 
 @dataclass(frozen=True, slots=True)

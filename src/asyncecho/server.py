@@ -18,25 +18,26 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from . import arguments, logs, uids
-from .acceptor import (
+from asyncecho import arguments, logs
+from asyncecho.client import _defaults_of, _given, _on_asyncio
+from asyncecho.identity import IdentityCheck
+from asyncecho.protocol import uids
+from asyncecho.protocol.acceptor import (
     AssociationEstablished,
     AssociationRefused,
     EchoAnswered,
     IdentityCheckNeeded,
     VerificationAcceptor,
 )
-from .client import _defaults_of, _given, _on_asyncio
-from .dimse import status_name
-from .events import Aborted, ReleaseRequested
-from .identity import IdentityCheck
-from .negotiation import AcceptorPolicy, accepted_contexts, user_identity
-from .pdu import ABORT_SOURCE_PROVIDER, Abort, AssociateAC, AssociateRQ
-from .pdu_items import USER_IDENTITY_TYPE_NAMES
-from .protocol_errors import ABORT_REASON_NOT_SPECIFIED
-from .state_machine import State
-from .timer_wheel import TimerWheel
-from .transport_asyncio import tune_socket
+from asyncecho.protocol.dimse import status_name
+from asyncecho.protocol.errors import ABORT_REASON_NOT_SPECIFIED
+from asyncecho.protocol.events import Aborted, ReleaseRequested
+from asyncecho.protocol.negotiation import AcceptorPolicy, accepted_contexts, user_identity
+from asyncecho.protocol.pdu import ABORT_SOURCE_PROVIDER, Abort, AssociateAC, AssociateRQ
+from asyncecho.protocol.pdu_items import USER_IDENTITY_TYPE_NAMES
+from asyncecho.protocol.state_machine import State
+from asyncecho.transport.asyncio_channel import tune_socket
+from asyncecho.transport.timer_wheel import TimerWheel
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _STA13 = State.STA13
@@ -192,7 +193,7 @@ def _peer_of(sock: socket.socket) -> Any:
 
 def _log_tls_failed(peer: Any, exc: BaseException) -> None:
     """A failed TLS handshake: the connection closed, no association."""
-    from .tls import describe_ssl_error
+    from asyncecho.tls import describe_ssl_error
 
     logs.log(
         "scp.tls_failed",

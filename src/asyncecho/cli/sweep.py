@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, TextIO
 
-from ._version import __version__
-from .cli_echoscu import (
+from asyncecho._version import __version__
+from asyncecho.cli.echoscu import (
     MAX_SECONDS,
     Security,
     _float,
@@ -31,13 +31,13 @@ from .cli_echoscu import (
     add_ae_options,
     add_timeouts,
 )
-from .cli_security import OptionError, add_client_tls_options, add_identity_options
+from asyncecho.cli.security import OptionError, add_client_tls_options, add_identity_options
 
 if TYPE_CHECKING:
-    from .cli_output import CliLog
-    from .sweep_output import CsvWriter, EarlierOutput, JsonlWriter, Tally, TargetKey
-    from .sweep_targets import TargetLine, TargetParser
-    from .sweeper import Target
+    from asyncecho.cli.output import CliLog
+    from asyncecho.sweeps.engine import Target
+    from asyncecho.sweeps.output import CsvWriter, EarlierOutput, JsonlWriter, Tally, TargetKey
+    from asyncecho.sweeps.targets import TargetLine, TargetParser
 
 PROG = "asyncecho sweep"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -220,7 +220,7 @@ def _open_text(path: str) -> TextIO:
 
 
 def _parser(args: argparse.Namespace) -> TargetParser:
-    from .sweep_targets import TargetParser
+    from asyncecho.sweeps.targets import TargetParser
 
     return TargetParser(
         port=args.port,
@@ -234,7 +234,7 @@ def _count(plan: Plan, log: CliLog, lines: Iterable[str]) -> bool:
     """First pass over a regular file: report bad lines, count the targets
     still to do. False if --strict met a bad line or the file names no
     target at all."""
-    from .sweep_targets import BadLine
+    from asyncecho.sweeps.targets import BadLine
 
     args = plan.args
     parser = _parser(args)
@@ -292,14 +292,14 @@ class _DoneIndex:
         host = entry.host
         if isinstance(host, str):
             return sum(1 for target in entry.targets() if target.key in self.done)
-        from .sweep_targets import is_block_host
+        from asyncecho.sweeps.targets import is_block_host
 
         addresses = self._addresses.get((entry.port, entry.called_ae, entry.calling_ae), ())
         return sum(1 for address in addresses if is_block_host(address, host))
 
 
 def _file_targets(plan: Plan) -> Iterator[Target]:
-    from .sweep_targets import TargetLine
+    from asyncecho.sweeps.targets import TargetLine
 
     assert plan.lines is not None
     parser = _parser(plan.args)
@@ -356,7 +356,7 @@ async def _pipe_lines(pipe: IO[bytes]) -> AsyncIterator[str]:
 async def _pipe_targets(
     plan: Plan, say: Callable[[str, str], None], stop: Callable[[], None]
 ) -> AsyncIterator[Target]:
-    from .sweep_targets import BadLine
+    from asyncecho.sweeps.targets import BadLine
 
     assert plan.pipe is not None
     args = plan.args
@@ -429,7 +429,7 @@ def clamp_concurrency(requested: int, log: CliLog) -> int:
 
 
 def _writer(stream: TextIO, fmt: str, *, header: bool) -> JsonlWriter | CsvWriter:
-    from .sweep_output import CsvWriter, JsonlWriter
+    from asyncecho.sweeps.output import CsvWriter, JsonlWriter
 
     return CsvWriter(stream, header=header) if fmt == "csv" else JsonlWriter(stream)
 
@@ -455,8 +455,8 @@ async def run(plan: Plan, log: CliLog, output: _Output, tally: Tally) -> int:
 
     import anyio
 
-    from .sweep_output import ProgressLine, progress_text, summary_lines
-    from .sweeper import sweep
+    from asyncecho.sweeps.engine import sweep
+    from asyncecho.sweeps.output import ProgressLine, progress_text, summary_lines
 
     args = plan.args
     writer = output.writer
@@ -571,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from .cli_output import CliLog
+    from asyncecho.cli.output import CliLog
 
     log = CliLog("warning")
     plan = Plan(args)
@@ -589,7 +589,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
 
     if args.resume:
-        from .sweep_output import EarlierOutput, ResumeError
+        from asyncecho.sweeps.output import EarlierOutput, ResumeError
 
         earlier = EarlierOutput(args.resume)
         try:
@@ -656,7 +656,7 @@ def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
     import asyncio
     import shlex
 
-    from .sweep_output import Tally
+    from asyncecho.sweeps.output import Tally
 
     args = plan.args
     tally = Tally()

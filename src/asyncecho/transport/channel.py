@@ -1,6 +1,6 @@
 """What the client needs from a transport: the seam between the I/O-free
-core and a concrete event loop. Two implementations: `transport_asyncio`
-(the loop's own transports, for asyncio and uvloop) and `transport_anyio`
+core and a concrete event loop. Two implementations: `asyncio_channel`
+(the loop's own transports, for asyncio and uvloop) and `anyio_channel`
 (anyio byte streams, for trio)."""
 
 from __future__ import annotations

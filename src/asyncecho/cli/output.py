@@ -13,7 +13,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-from .dimse import status_name
+from asyncecho.protocol.dimse import status_name
 
 # `notice` (as syslog's): an `I:` line shown at echoscp's default level, for
 # what an operator reads an SCP's log for later (when it started listening and
@@ -41,7 +41,7 @@ def _echo_status(status: int) -> str:
 def _lines_for(event: str, fields: MutableMapping[str, Any], debug: bool) -> list[tuple[str, str]]:
     """(level, text) pairs for one event; the library's events have fixed
     texts here, the CLI's own events carry their text in `event`."""
-    from . import pdu_dump
+    from asyncecho.cli import pdu_dump
 
     if event == "connect.start":
         # echoscu says this before it connects, so that it precedes a
@@ -87,7 +87,7 @@ def _scp_lines(event: str, fields: MutableMapping[str, Any], debug: bool) -> lis
     """The SCP's lines (echoscp). Each at its event's own level, so that a
     refusal is a `W:` line and our own failure an `E:` line; the start and
     stop lines at `notice`, shown by default."""
-    from . import pdu_dump
+    from asyncecho.cli import pdu_dump
 
     level = fields["_level"]
     peer = fields.get("peer")

@@ -4,8 +4,8 @@ imported only here, only when a dump is asked for."""
 
 from __future__ import annotations
 
-from .pdu import AssociateAC, AssociateRQ
-from .pdu_items import (
+from asyncecho.protocol.pdu import AssociateAC, AssociateRQ
+from asyncecho.protocol.pdu_items import (
     PC_RESULT_NAMES,
     USER_IDENTITY_TYPE_NAMES,
     AsynchronousOperationsWindow,
@@ -16,7 +16,7 @@ from .pdu_items import (
     UserIdentityAC,
     UserIdentityRQ,
 )
-from .uids import uid_name
+from asyncecho.protocol.uids import uid_name
 
 _WIDTH = 76
 

@@ -10,8 +10,8 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from .channel import ConnectOptions, ReceiveTimeout
-from .transport_asyncio import handshake_eof, tune_socket
+from asyncecho.transport.asyncio_channel import handshake_eof, tune_socket
+from asyncecho.transport.channel import ConnectOptions, ReceiveTimeout
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RECEIVE_SIZE = 65536

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ._version import __version__
+from asyncecho._version import __version__
 
 # PS3.7 Annex A.2.1: the DICOM Application Context Name.
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-from .protocol_errors import LocalProtocolError
+from asyncecho.protocol.errors import LocalProtocolError
 
 
 class State(enum.IntEnum):

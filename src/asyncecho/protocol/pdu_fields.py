@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .protocol_errors import PDUError
+from asyncecho.protocol.errors import PDUError
 
 _U16 = 2
 _U32 = 4

@@ -11,8 +11,8 @@ import ssl as _ssl
 import sys
 from typing import Any, Protocol, cast
 
-from . import timer_wheel
-from .channel import ReceiveTimeout
+from asyncecho.transport import timer_wheel
+from asyncecho.transport.channel import ReceiveTimeout
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 

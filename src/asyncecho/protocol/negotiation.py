@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from . import uids
-from .pdu import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.errors import ABORT_INVALID_PDU_PARAMETER_VALUE, PDUError
+from asyncecho.protocol.pdu import (
     PROTOCOL_VERSION,
     RJ_PERMANENT,
     RJ_SOURCE_ACSE,
@@ -21,8 +22,8 @@ from .pdu import (
     AssociateRJ,
     AssociateRQ,
 )
-from .pdu_fields import validate_ae_title
-from .pdu_items import (
+from asyncecho.protocol.pdu_fields import validate_ae_title
+from asyncecho.protocol.pdu_items import (
     PC_ABSTRACT_SYNTAX_NOT_SUPPORTED,
     PC_ACCEPTANCE,
     PC_TRANSFER_SYNTAXES_NOT_SUPPORTED,
@@ -36,7 +37,6 @@ from .pdu_items import (
     UserIdentityRQ,
     UserItem,
 )
-from .protocol_errors import ABORT_INVALID_PDU_PARAMETER_VALUE, PDUError
 
 # PS3.8 Table 9-21 reasons used here.
 REASON_NO_REASON = 1

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .pdu_fields import validate_ae_title
-from .sweeper import DEFAULT_PORT, Target
+from asyncecho.protocol.pdu_fields import validate_ae_title
+from asyncecho.sweeps.engine import DEFAULT_PORT, Target
 
 DEFAULT_MAX_CIDR_HOSTS = 4096
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from . import uids
-from .pdu import PDV
-from .protocol_errors import PDUError
+from asyncecho.protocol import uids
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.pdu import PDV
 
 # PS3.7 Annex E: command field values.
 C_ECHO_RQ = 0x0030

@@ -11,22 +11,22 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import uids
-from ._version import __version__
-from .cli_security import (
+from asyncecho._version import __version__
+from asyncecho.cli.security import (
     OptionError,
     add_client_tls_options,
     add_identity_options,
     client_ssl_from,
     identity_from,
 )
+from asyncecho.protocol import uids
 
 if TYPE_CHECKING:
     from ssl import SSLContext
 
-    from .cli_output import CliLog
-    from .exceptions import EchoError
-    from .pdu_items import UserIdentityRQ
+    from asyncecho.cli.output import CliLog
+    from asyncecho.exceptions import EchoError
+    from asyncecho.protocol.pdu_items import UserIdentityRQ
 
 PROG = "echoscu"
 
@@ -116,7 +116,7 @@ def _host(text: str) -> str:
     address in brackets is taken without them."""
     import ipaddress
 
-    from .arguments import host
+    from asyncecho.arguments import host
 
     inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
@@ -132,7 +132,7 @@ def _host(text: str) -> str:
 
 
 def _ae(text: str) -> str:
-    from .pdu_fields import validate_ae_title
+    from asyncecho.protocol.pdu_fields import validate_ae_title
 
     try:
         return validate_ae_title(text)
@@ -307,7 +307,7 @@ LOCAL_ABORT = "Association Aborted by this side (A-ABORT sent, the connection cl
 
 def report_error(log: CliLog, error: EchoError) -> None:
     """The `E:` lines for a failure, in echoscu's words where it has them."""
-    from . import exceptions as ex
+    from asyncecho import exceptions as ex
 
     if isinstance(error, ex.AssociationRejected):
         log.say("error", "Association Rejected")
@@ -349,9 +349,9 @@ def report_error(log: CliLog, error: EchoError) -> None:
 
 
 async def run(args: argparse.Namespace, log: CliLog, security: Security) -> int:
-    from .client import EchoOptions, associate
-    from .dimse import STATUS_SUCCESS, status_name
-    from .exceptions import EchoError
+    from asyncecho.client import EchoOptions, associate
+    from asyncecho.exceptions import EchoError
+    from asyncecho.protocol.dimse import STATUS_SUCCESS, status_name
 
     options = EchoOptions(
         ssl=security.ssl,
@@ -387,11 +387,11 @@ async def run(args: argparse.Namespace, log: CliLog, security: Security) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .cli_output import CliLog
+    from asyncecho.cli.output import CliLog
 
     log = CliLog(log_level(args))
     if log.enabled_for("info"):
-        from . import logs
+        from asyncecho import logs
 
         logs.enable_logging(log)
     if log.debug_on:

@@ -11,8 +11,8 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .cli_echoscu import (
+from asyncecho._version import __version__
+from asyncecho.cli.echoscu import (
     _ae,
     _port,
     _positive,
@@ -21,11 +21,11 @@ from .cli_echoscu import (
     add_timeouts,
     log_level,
 )
-from .cli_security import OptionError, add_server_tls_options, server_ssl_from
+from asyncecho.cli.security import OptionError, add_server_tls_options, server_ssl_from
 
 if TYPE_CHECKING:
-    from .cli_output import CliLog
-    from .server import ServerOptions
+    from asyncecho.cli.output import CliLog
+    from asyncecho.server import ServerOptions
 
 PROG = "echoscp"
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def server_options(args: argparse.Namespace) -> ServerOptions:
     """The options the arguments ask for; ValueError/TypeError as the
     library says what it refuses (a usage error for the command line)."""
-    from .server import ServerOptions
+    from asyncecho.server import ServerOptions
 
     settings: dict[str, Any] = {
         "ae_title": args.ae_title,
@@ -157,7 +157,7 @@ async def run(args: argparse.Namespace, options: ServerOptions, log: CliLog) -> 
     import asyncio
     import signal
 
-    from .server import serve
+    from asyncecho.server import serve
 
     stop = asyncio.Event()
     stopped_by: list[str] = []
@@ -201,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What the library refuses (e.g. -pdu below its minimum) is a usage
         # error here, exit 2, not a failure to serve.
         parser.error(str(exc))
-    from . import logs
-    from .cli_output import CliLog
+    from asyncecho import logs
+    from asyncecho.cli.output import CliLog
 
     log = CliLog(scp_log_level(args), timestamps=args.timestamps)
     logs.enable_logging(log)

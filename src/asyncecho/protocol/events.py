@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .dimse import Message
-from .pdu import AssociateAC, AssociateRJ, AssociateRQ
-from .protocol_errors import PDUError
+from asyncecho.protocol.dimse import Message
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.pdu import AssociateAC, AssociateRJ, AssociateRQ
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ssl
 
-    from .cli_output import CliLog
-    from .pdu_items import UserIdentityRQ
+    from asyncecho.cli.output import CliLog
+    from asyncecho.protocol.pdu_items import UserIdentityRQ
 
 
 def add_client_tls_options(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +99,7 @@ def _secret(env: str | None, path: str | None, what: str) -> str | None:
 
 
 def identity_from(args: argparse.Namespace) -> UserIdentityRQ | None:
-    from .identity import user_identity
+    from asyncecho.identity import user_identity
 
     passcode = _secret(args.passcode_env, args.passcode_file, "passcode")
     jwt = _secret(args.jwt_env, args.jwt_file, "JSON Web Token")
@@ -126,7 +126,7 @@ def identity_from(args: argparse.Namespace) -> UserIdentityRQ | None:
 def client_ssl_from(args: argparse.Namespace, log: CliLog) -> ssl.SSLContext | None:
     import ssl
 
-    from .tls import client_context
+    from asyncecho.tls import client_context
 
     cert, key = args.cert, args.key
     if args.tls_key_cert:
@@ -186,7 +186,7 @@ def add_server_tls_options(parser: argparse.ArgumentParser) -> None:
 def server_ssl_from(args: argparse.Namespace) -> ssl.SSLContext | None:
     import ssl
 
-    from .tls import server_context
+    from asyncecho.tls import server_context
 
     if not args.tls_key_cert:
         if args.ca_file or args.require_peer_cert:

@@ -38,10 +38,10 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import arguments, logs
-from .client import _OPTION, _OPTION_NAMES, EchoOptions, _Default, _given, verify
-from .pdu_items import UserIdentityRQ, UserItem
-from .results import EchoResult, Timings
+from asyncecho import arguments, logs
+from asyncecho.client import _OPTION, _OPTION_NAMES, EchoOptions, _Default, _given, verify
+from asyncecho.protocol.pdu_items import UserIdentityRQ, UserItem
+from asyncecho.results import EchoResult, Timings
 
 DEFAULT_CONCURRENCY = 256
 DEFAULT_DEADLINE = 10.0

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from . import uids
-from .pdu_fields import Reader, decode_ae_title, encode_ae_title
-from .pdu_items import (
+from asyncecho.protocol import uids
+from asyncecho.protocol.errors import (
+    ABORT_UNRECOGNIZED_PDU,
+    ABORT_UNRECOGNIZED_PDU_PARAMETER,
+    PDUError,
+)
+from asyncecho.protocol.pdu_fields import Reader, decode_ae_title, encode_ae_title
+from asyncecho.protocol.pdu_items import (
     ApplicationContext,
     ImplementationClassUID,
     ImplementationVersionName,
@@ -25,11 +30,6 @@ from .pdu_items import (
     encode_item,
     encode_user_information,
     iter_items,
-)
-from .protocol_errors import (
-    ABORT_UNRECOGNIZED_PDU,
-    ABORT_UNRECOGNIZED_PDU_PARAMETER,
-    PDUError,
 )
 
 PDU_HEADER = 6

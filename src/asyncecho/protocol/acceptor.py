@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .dimse import C_ECHO_RQ, STATUS_SUCCESS, decode_command, encode_echo_rsp
-from .events import AssociationRequested, Event, MessageReceived, ReleaseRequested
-from .negotiation import AcceptorPolicy, build_ac, busy_reject, user_identity
-from .pdu import AssociateRJ, AssociateRQ
-from .pdu_items import UserIdentityAC, UserIdentityRQ, UserItem
-from .protocol_errors import PDUError
-from .state_machine import Event as Evt
-from .state_machine import State
-from .upper_layer import UpperLayer
+from asyncecho.protocol.dimse import C_ECHO_RQ, STATUS_SUCCESS, decode_command, encode_echo_rsp
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.events import AssociationRequested, Event, MessageReceived, ReleaseRequested
+from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac, busy_reject, user_identity
+from asyncecho.protocol.pdu import AssociateRJ, AssociateRQ
+from asyncecho.protocol.pdu_items import UserIdentityAC, UserIdentityRQ, UserItem
+from asyncecho.protocol.state_machine import Event as Evt
+from asyncecho.protocol.state_machine import State
+from asyncecho.protocol.upper_layer import UpperLayer
 
 # Before the A-ASSOCIATE-RQ and after the end, ARTIM bounds the waits instead.
 _NOT_ASSOCIATED = (State.STA2, State.STA13)

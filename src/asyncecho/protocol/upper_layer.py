@@ -21,8 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import TypeAlias
 
-from .dimse import Message, MessageAssembler, fragment, whole_command
-from .events import (
+from asyncecho.protocol.dimse import Message, MessageAssembler, fragment, whole_command
+from asyncecho.protocol.errors import (
+    ABORT_REASON_NOT_SPECIFIED,
+    ABORT_UNEXPECTED_PDU,
+    LocalProtocolError,
+    PDUError,
+)
+from asyncecho.protocol.events import (
     Aborted,
     AssociationAccepted,
     AssociationRejected,
@@ -32,9 +38,14 @@ from .events import (
     ReleaseConfirmed,
     ReleaseRequested,
 )
-from .framer import DEFAULT_MAX_ASSOCIATE_LENGTH, UNLIMITED_PDATA_CAP, PDUFramer, single_pdu
-from .negotiation import answered_contexts, our_contexts
-from .pdu import (
+from asyncecho.protocol.framer import (
+    DEFAULT_MAX_ASSOCIATE_LENGTH,
+    UNLIMITED_PDATA_CAP,
+    PDUFramer,
+    single_pdu,
+)
+from asyncecho.protocol.negotiation import answered_contexts, our_contexts
+from asyncecho.protocol.pdu import (
     ABORT_SOURCE_PROVIDER,
     ABORT_SOURCE_USER,
     PDU,
@@ -47,14 +58,15 @@ from .pdu import (
     ReleaseRP,
     ReleaseRQ,
 )
-from .protocol_errors import (
-    ABORT_REASON_NOT_SPECIFIED,
-    ABORT_UNEXPECTED_PDU,
-    LocalProtocolError,
-    PDUError,
+from asyncecho.protocol.state_machine import (
+    CLOSES_TRANSPORT,
+    STARTS_ARTIM,
+    TABLE,
+    Action,
+    State,
+    StateMachine,
 )
-from .state_machine import CLOSES_TRANSPORT, STARTS_ARTIM, TABLE, Action, State, StateMachine
-from .state_machine import Event as Evt
+from asyncecho.protocol.state_machine import Event as Evt
 
 # PS3.8 9.1.4: ARTIM bounds the wait for the first PDU (acceptor) and for the
 # transport close after the association ends.

@@ -7,8 +7,8 @@ length such as 0xFFFFFFFF costs nothing.
 
 from __future__ import annotations
 
-from .pdu import PDU, PDU_HEADER, check_header, decode_pdu
-from .protocol_errors import PDUError
+from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.pdu import PDU, PDU_HEADER, check_header, decode_pdu
 
 # An A-ASSOCIATE-RQ/AC carries at most 128 presentation contexts and a user
 # information item of at most 64 KiB per field; 1 MiB is far above any real one.

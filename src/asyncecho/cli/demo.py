@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .cli_echoscu import _non_negative
+from asyncecho.cli.echoscu import _non_negative
 
 PROG = "asyncecho demo"
 
@@ -59,7 +59,7 @@ def concurrency_for(count: int) -> tuple[int, str]:
     """How many associations may be in flight at once under the open-file
     limit (raised toward the hard limit first), and a line saying so when
     that is fewer than `count`."""
-    from .cli_sweep import raise_open_file_limit
+    from asyncecho.cli.sweep import raise_open_file_limit
 
     limits = raise_open_file_limit(FDS_PER_SLOT * count + FD_HEADROOM)
     if limits is None:  # unlimited, or not POSIX
@@ -102,11 +102,11 @@ async def run(count: int) -> int:
     import asyncio
     import time
 
-    from . import logs
-    from .cli_output import CliLog
-    from .client import echo, verify
-    from .results import EchoResult
-    from .server import serve
+    from asyncecho import logs
+    from asyncecho.cli.output import CliLog
+    from asyncecho.client import echo, verify
+    from asyncecho.results import EchoResult
+    from asyncecho.server import serve
 
     slots, limited = concurrency_for(count)
     loop = asyncio.get_running_loop()

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .pdu_fields import Reader, decode_uid, encode_uid, validate_uid
-from .protocol_errors import ABORT_UNRECOGNIZED_PDU_PARAMETER, PDUError
+from asyncecho.protocol.errors import ABORT_UNRECOGNIZED_PDU_PARAMETER, PDUError
+from asyncecho.protocol.pdu_fields import Reader, decode_uid, encode_uid, validate_uid
 
 ITEM_HEADER = 4
 ITEM_MAX_BODY = 0xFFFF
