@@ -160,3 +160,12 @@ def test_x_ref_is_the_median_of_round_by_round_ratios() -> None:
     assert rows[0]["x_ref"] == 1.0
     assert rows[1]["x_ref"] == 0.8 and rows[1]["x_ref_rounds"] == [0.8, 0.8, 0.5]
     assert rows[2]["x_ref"] == 0.9 and "x_ref_rounds" not in rows[2]  # one round each
+
+
+def test_collector_ab_runs_both_modes() -> None:
+    """`python -m benchmarks.collector_ab`, small: both processes really
+    complete their associations (check=True and the child raise otherwise)."""
+    from benchmarks import collector_ab
+
+    lines = collector_ab.report(20, rounds=1).splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["plain", "tuned"]

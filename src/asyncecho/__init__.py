@@ -53,6 +53,7 @@ _EXPORTS = {
     "Sweep": "sweeps.engine",
     "Target": "sweeps.engine",
     "SweepRecord": "sweeps.engine",
+    "tune_collector": "collector",
     "identity": "identity",
     "tls": "tls",
     "uids": "protocol.uids",
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from .client import associate as associate
     from .client import echo as echo
     from .client import verify as verify
+    from .collector import tune_collector as tune_collector
     from .exceptions import AcseTimeout as AcseTimeout
     from .exceptions import AssociationAborted as AssociationAborted
     from .exceptions import AssociationRejected as AssociationRejected

@@ -105,9 +105,11 @@ async def run(count: int) -> int:
     from asyncecho import logs
     from asyncecho.cli.output import CliLog
     from asyncecho.client import echo, verify
+    from asyncecho.collector import tune_collector
     from asyncecho.results import EchoResult
     from asyncecho.server import serve
 
+    tune_collector()  # start-up is done: see asyncecho.collector
     slots, limited = concurrency_for(count)
     loop = asyncio.get_running_loop()
     errors = LoopErrors()

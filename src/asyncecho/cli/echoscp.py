@@ -157,8 +157,10 @@ async def run(args: argparse.Namespace, options: ServerOptions, log: CliLog) -> 
     import asyncio
     import signal
 
+    from asyncecho.collector import tune_collector
     from asyncecho.server import serve
 
+    tune_collector()  # start-up is done: see asyncecho.collector
     stop = asyncio.Event()
     stopped_by: list[str] = []
     loop = asyncio.get_running_loop()

@@ -455,9 +455,11 @@ async def run(plan: Plan, log: CliLog, output: _Output, tally: Tally) -> int:
 
     import anyio
 
+    from asyncecho.collector import tune_collector
     from asyncecho.sweeps.engine import sweep
     from asyncecho.sweeps.output import ProgressLine, progress_text, summary_lines
 
+    tune_collector()  # start-up is done: see asyncecho.collector
     args = plan.args
     writer = output.writer
     progress = ProgressLine(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
