@@ -17,6 +17,7 @@ import ipaddress
 import math
 import ssl as _ssl
 from collections.abc import Iterable
+from dataclasses import MISSING, fields
 from typing import Any
 
 from asyncecho.protocol.pdu_fields import uid_problem, validate_ae_title
@@ -221,3 +222,45 @@ def no_conflict(what: str, options: object, settings: dict[str, Any]) -> None:
             f"{what}: give either options= or the settings as keywords, not both "
             f"(also given: {names})"
         )
+
+
+# --- how the public calls take their keywords -------------------------------
+
+
+class Default:
+    """The default of an option the call does not give.
+
+    One distinct object per option, so that "not given" is never confused
+    with "given the default's value" (a keyword given beside `options=`
+    applies on top of it, whatever its value), and a call that gives none
+    costs one tuple comparison, not an options object. Its repr is the
+    value it stands for: what help() and inspect.signature() show."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def defaults_of(options_class: Any) -> dict[str, Any]:
+    """{field: its `Default`} for an options dataclass: the keyword
+    parameters of the public calls take their defaults from here, so the
+    dataclass stays the one place where a default is written."""
+    found: dict[str, Any] = {}
+    for f in fields(options_class):
+        if f.init:
+            factory = f.default_factory
+            found[f.name] = Default(f.default if factory is MISSING else factory())
+    return found
+
+
+def given(names: tuple[str, ...], values: tuple[object, ...]) -> dict[str, Any]:
+    """{name: value} of the keywords a call gave (not left at their `Default`)."""
+    return {
+        name: value
+        for name, value in zip(names, values, strict=True)
+        if type(value) is not Default
+    }

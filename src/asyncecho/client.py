@@ -12,10 +12,11 @@ import itertools
 import ssl as _ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
 from asyncecho import arguments, logs
+from asyncecho.arguments import defaults_of, given
 from asyncecho.echo_driver import EchoDriver
 from asyncecho.exceptions import (
     AcseTimeout,
@@ -59,7 +60,7 @@ from asyncecho.protocol.state_machine import State
 from asyncecho.protocol.upper_layer import UpperLayer
 from asyncecho.results import EchoResult, Timings
 from asyncecho.transport.asyncio_channel import open_asyncio_channel
-from asyncecho.transport.channel import Channel, ConnectOptions, ReceiveTimeout
+from asyncecho.transport.channel import Channel, ConnectOptions, ReceiveTimeout, on_asyncio
 
 _assoc_ids = itertools.count(1)
 
@@ -115,59 +116,12 @@ class EchoOptions:
 _TIMEOUT_FIELDS = ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "deadline")
 
 
-class _Default:
-    """The default of an option the call does not give.
-
-    One distinct object per option, so that "not given" is never confused
-    with "given the default's value" (a keyword given beside `options=`
-    applies on top of it, whatever its value), and a call that gives none
-    costs one tuple comparison, not an options object. Its repr is the
-    value it stands for: what help() and inspect.signature() show."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return repr(self.value)
-
-
-def _defaults_of(options_class: Any) -> dict[str, Any]:
-    """{field: its `_Default`} for an options dataclass: the keyword
-    parameters of the public calls take their defaults from here, so the
-    dataclass stays the one place where a default is written."""
-    found: dict[str, Any] = {}
-    for f in fields(options_class):
-        if f.init:
-            factory = f.default_factory
-            found[f.name] = _Default(f.default if factory is MISSING else factory())
-    return found
-
-
-def _given(names: tuple[str, ...], values: tuple[object, ...]) -> dict[str, Any]:
-    """{name: value} of the keywords a call gave (not left at their `_Default`)."""
-    return {
-        name: value
-        for name, value in zip(names, values, strict=True)
-        if type(value) is not _Default
-    }
-
-
 # Typed Any (the parameters are typed as the options' fields): `_OPTION[name]`
 # is the default of the keyword `name` of echo(), verify(), associate() and
 # sweep(). _OPTION_NAMES is the order in which they pass their keywords on.
-_OPTION: dict[str, Any] = _defaults_of(EchoOptions)
+_OPTION: dict[str, Any] = defaults_of(EchoOptions)
 _OPTION_NAMES = tuple(_OPTION)
 _NOTHING_GIVEN = tuple(_OPTION.values())
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _clock() -> float:
@@ -308,7 +262,7 @@ class Association:
         the deadline; raises the typed failure."""
         connect, kind = self._connect_request()
         try:
-            if _on_asyncio():
+            if on_asyncio():
                 channel: Channel = await open_asyncio_channel(*connect)
             else:
                 from asyncecho.transport.anyio_channel import open_anyio_channel
@@ -776,12 +730,12 @@ def _options(base: EchoOptions | None, settings: tuple[object, ...]) -> EchoOpti
         base = _DEFAULT_OPTIONS
     elif not isinstance(base, EchoOptions):
         raise TypeError(f"options must be an EchoOptions or None, not {type(base).__name__}")
-    # The usual call gives none: every value is its own _Default, which the
+    # The usual call gives none: every value is its own Default, which the
     # tuple comparison finds by identity, item by item, without building
     # anything (echo() is the hot path of a sweep).
     if settings == _NOTHING_GIVEN:
         return base
-    return replace(base, **_given(_OPTION_NAMES, settings))
+    return replace(base, **given(_OPTION_NAMES, settings))
 
 
 def _checked(host: str, port: int) -> tuple[str, int]:
@@ -912,7 +866,7 @@ async def _associated(assoc: Association) -> AsyncIterator[Association]:
 async def _shielded_abort(assoc: Association) -> None:
     if assoc._channel is None:
         return
-    if _on_asyncio():
+    if on_asyncio():
         # asyncio's transport calls never block: nothing to shield.
         await assoc._abort_now()
         return
@@ -991,7 +945,7 @@ async def echo(
     assoc = Association(host, port, _options(options, settings))
     del settings  # not kept alive in the frame while the association runs
     try:
-        if not _on_asyncio():
+        if not on_asyncio():
             return await _echo_streams(assoc)
         # On asyncio, after the connect, the association runs in the
         # transport's callbacks (see `echo_driver`) and this task wakes once.

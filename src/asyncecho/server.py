@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from asyncecho import arguments, logs
-from asyncecho.client import _defaults_of, _given, _on_asyncio
+from asyncecho.arguments import defaults_of, given
 from asyncecho.identity import IdentityCheck
 from asyncecho.protocol import uids
 from asyncecho.protocol.acceptor import (
@@ -36,7 +36,7 @@ from asyncecho.protocol.negotiation import AcceptorPolicy, accepted_contexts, us
 from asyncecho.protocol.pdu import ABORT_SOURCE_PROVIDER, Abort, AssociateAC, AssociateRQ
 from asyncecho.protocol.pdu_items import USER_IDENTITY_TYPE_NAMES
 from asyncecho.protocol.state_machine import State
-from asyncecho.transport.asyncio_channel import tune_socket
+from asyncecho.transport.channel import on_asyncio, tune_socket
 from asyncecho.transport.timer_wheel import TimerWheel
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -1036,8 +1036,8 @@ async def _send_quietly(stream: Any, data: bytes, timeout: float) -> bool:
     return False
 
 
-# `_SERVER[name]`: the default of serve()'s keyword `name` (see client._Default).
-_SERVER: dict[str, Any] = _defaults_of(ServerOptions)
+# `_SERVER[name]`: the default of serve()'s keyword `name` (see client.Default).
+_SERVER: dict[str, Any] = defaults_of(ServerOptions)
 _SERVER_NAMES = tuple(_SERVER)
 
 _AnyNetwork = str | ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -1114,7 +1114,7 @@ def serve(
     # Checked at the call, before anything listens, on every backend alike.
     arguments.host(host, "host", empty_ok=True)
     arguments.port(port, "port", zero_ok=True)
-    settings = _given(
+    settings = given(
         _SERVER_NAMES,
         (
             ae_title,
@@ -1145,7 +1145,7 @@ def serve(
 @asynccontextmanager
 async def _serving(host: str, port: int, options: ServerOptions) -> AsyncIterator[Server]:
     """The backend is the one running when the block is entered."""
-    if _on_asyncio():
+    if on_asyncio():
         async with _serve_asyncio(host, port, options) as server:
             yield server
     else:

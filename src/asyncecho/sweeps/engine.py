@@ -39,7 +39,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asyncecho import arguments, logs
-from asyncecho.client import _OPTION, _OPTION_NAMES, EchoOptions, _Default, _given, verify
+from asyncecho.arguments import Default, given
+from asyncecho.client import _OPTION, _OPTION_NAMES, EchoOptions, verify
 from asyncecho.protocol.pdu_items import UserIdentityRQ, UserItem
 from asyncecho.results import EchoResult, Timings
 
@@ -493,7 +494,7 @@ def _cancelled(target: Target, started: datetime) -> SweepRecord:
 
 # sweep()'s deadline when it is not given: `options.deadline` if set, else
 # DEFAULT_DEADLINE (which help() shows).
-_SWEEP_DEADLINE: Any = _Default(DEFAULT_DEADLINE)
+_SWEEP_DEADLINE: Any = Default(DEFAULT_DEADLINE)
 
 
 def sweep(
@@ -596,5 +597,5 @@ def sweep(
         user_identity,
         user_items,
     )
-    merged = replace(options, **_given(_OPTION_NAMES, settings))  # (checks every field)
+    merged = replace(options, **given(_OPTION_NAMES, settings))  # (checks every field)
     return Sweep(targets, concurrency=concurrency, rate=rate, options=merged)

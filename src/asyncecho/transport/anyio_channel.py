@@ -10,8 +10,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from asyncecho.transport.asyncio_channel import handshake_eof, tune_socket
-from asyncecho.transport.channel import ConnectOptions, ReceiveTimeout
+from asyncecho.transport.channel import ConnectOptions, ReceiveTimeout, handshake_eof, tune_socket
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RECEIVE_SIZE = 65536

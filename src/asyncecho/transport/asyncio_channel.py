@@ -12,29 +12,9 @@ import sys
 from typing import Any, Protocol, cast
 
 from asyncecho.transport import timer_wheel
-from asyncecho.transport.channel import ReceiveTimeout
+from asyncecho.transport.channel import ReceiveTimeout, handshake_eof
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-
-
-def handshake_eof() -> _ssl.SSLEOFError:
-    """The error for a peer that closed the connection during the TLS
-    handshake (as a server refusing our certificate, or the lack of one,
-    may do without sending an alert)."""
-    return _ssl.SSLEOFError(
-        _ssl.SSL_ERROR_EOF, "the peer closed the connection during the TLS handshake"
-    )
-
-
-def tune_socket(sock: Any) -> None:
-    """TCP_NODELAY: our PDUs go out whole, never held for Nagle. (asyncio's
-    and uvloop's TCP transports set it themselves: this is for the others.)"""
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # pragma: no cover - non-TCP socket
-        pass
 
 
 class Listener(Protocol):

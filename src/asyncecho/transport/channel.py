@@ -5,8 +5,10 @@ core and a concrete event loop. Two implementations: `asyncio_channel`
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class ReceiveTimeout(Exception):
@@ -52,3 +54,33 @@ class Channel(Protocol):
     @property
     def tls_version(self) -> str | None:
         """The negotiated TLS version ("TLSv1.3"), None without TLS."""
+
+
+def on_asyncio() -> bool:
+    """Whether an asyncio loop (or uvloop) runs this task: its own
+    transports then; anyio streams otherwise (trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def handshake_eof() -> ssl.SSLEOFError:
+    """The error for a peer that closed the connection during the TLS
+    handshake (as a server refusing our certificate, or the lack of one,
+    may do without sending an alert)."""
+    return ssl.SSLEOFError(
+        ssl.SSL_ERROR_EOF, "the peer closed the connection during the TLS handshake"
+    )
+
+
+def tune_socket(sock: Any) -> None:
+    """TCP_NODELAY: our PDUs go out whole, never held for Nagle. (asyncio's
+    and uvloop's TCP transports set it themselves: this is for the others.)"""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # pragma: no cover - non-TCP socket
+        pass
