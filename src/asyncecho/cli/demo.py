@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from asyncecho.cli.echoscu import _non_negative
+from asyncecho.cli import argtypes
 
 PROG = "asyncecho demo"
 
@@ -17,7 +17,7 @@ MAX_COUNT = 1_000_000
 
 
 def _count(text: str) -> int:
-    value = _non_negative(text)
+    value = argtypes.non_negative(text)
     if value > MAX_COUNT:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT:,}: {text!r}")
     return value

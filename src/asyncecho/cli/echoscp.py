@@ -12,15 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from asyncecho._version import __version__
-from asyncecho.cli.echoscu import (
-    _ae,
-    _port,
-    _positive,
-    add_logging_options,
-    add_syntax_options,
-    add_timeouts,
-    log_level,
-)
+from asyncecho.cli import argtypes
+from asyncecho.cli.echoscu import add_logging_options, add_syntax_options, add_timeouts, log_level
 from asyncecho.cli.security import OptionError, add_server_tls_options, server_ssl_from
 
 if TYPE_CHECKING:
@@ -42,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 after a clean shutdown (SIGINT/SIGTERM); 1 if it cannot listen; 2 usage.",
     )
     params = parser.add_argument_group("Parameters")
-    params.add_argument("port", type=_port, help="TCP/IP port number to listen on")
+    params.add_argument("port", type=argtypes.port, help="TCP/IP port number to listen on")
 
     general = parser.add_argument_group("General Options")
     general.add_argument(
@@ -64,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-aet",
         "--ae-title",
         metavar="[a]etitle",
-        type=_ae,
+        type=argtypes.ae_title,
         default="ANY-SCP",
         help="set my AE title (default: ANY-SCP)",
     )
@@ -84,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--allowed-calling-aet",
         metavar="[a]etitle",
-        type=_ae,
+        type=argtypes.ae_title,
         action="append",
         default=[],
         help="accept only this calling AE title (repeat for more; default: any)",
@@ -92,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--allowed-called-aet",
         metavar="[a]etitle",
-        type=_ae,
+        type=argtypes.ae_title,
         action="append",
         default=[],
         help="accept only this called AE title (repeat for more; default: any, or "
@@ -108,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--max-associations",
         metavar="[n]umber",
-        type=_positive,  # 0 would refuse every association
+        type=argtypes.positive,  # 0 would refuse every association
         default=10_000,
         help="at most n associations at once; more are rejected as transient "
         "(Local limit exceeded) (default: 10000)",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from asyncecho._version import __version__
+from asyncecho.cli import argtypes
 from asyncecho.cli.security import (
     OptionError,
     add_client_tls_options,
@@ -58,88 +59,6 @@ EPILOG = (
 )
 
 
-#: The longest limit an option takes (a year): beyond it, a timer's deadline
-#: stops being a number the event loop can schedule.
-MAX_SECONDS = 365 * 24 * 3600.0
-
-#: PS3.8 D.1: Maximum Length Received is a 32-bit unsigned field.
-MAX_PDU_LENGTH = 0xFFFFFFFF
-
-
-def _float(text: str) -> float:
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"seconds must be a finite number: {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
-    if value > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"seconds must be at most {MAX_SECONDS:g}: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535: {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _pdu_length(text: str) -> int:
-    value = _non_negative(text)
-    if value > MAX_PDU_LENGTH:
-        raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_PDU_LENGTH} (a 32-bit length, PS3.8 D.1): {text!r}"
-        )
-    return value
-
-
-def _host(text: str) -> str:
-    """A host the resolver can be asked about (see `arguments.host`); an
-    address in brackets is taken without them."""
-    import ipaddress
-
-    from asyncecho.arguments import host
-
-    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        return str(ipaddress.ip_address(inner))
-    except ValueError:
-        pass
-    if not text.strip():
-        raise argparse.ArgumentTypeError("empty host")
-    try:
-        return host(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _ae(text: str) -> str:
-    from asyncecho.protocol.pdu_fields import validate_ae_title
-
-    try:
-        return validate_ae_title(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_logging_options(group: argparse._ArgumentGroup) -> None:
     verbosity = group.add_mutually_exclusive_group()
     verbosity.add_argument(
@@ -166,7 +85,7 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
         "-ta",
         "--acse-timeout",
         metavar="[s]econds",
-        type=_float,
+        type=argtypes.seconds,
         default=30.0,
         help="timeout for ACSE messages (default: 30 s)",
     )
@@ -174,7 +93,7 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
         "-td",
         "--dimse-timeout",
         metavar="[s]econds",
-        type=_float,
+        type=argtypes.seconds,
         default=30.0,
         help="timeout for DIMSE messages (default: 30 s)",
     )
@@ -182,7 +101,7 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
         "-tn",
         "--network-timeout",
         metavar="[s]econds",
-        type=_float,
+        type=argtypes.seconds,
         default=30.0,
         help="timeout for the network, the TCP connect included (default: 30 s)",
     )
@@ -190,7 +109,7 @@ def add_timeouts(group: argparse._ArgumentGroup) -> None:
         "-pdu",
         "--max-pdu",
         metavar="[n]umber of bytes",
-        type=_pdu_length,
+        type=argtypes.pdu_length,
         default=16382,
         help="set max receive pdu to n bytes (0 for unlimited, default: 16382)",
     )
@@ -201,12 +120,12 @@ def add_ae_options(group: argparse._ArgumentGroup, *, called_help: str) -> None:
         "-aet",
         "--calling-aet",
         metavar="[a]etitle",
-        type=_ae,
+        type=argtypes.ae_title,
         default="ECHOSCU",
         help="set my calling AE title (default: ECHOSCU)",
     )
     group.add_argument(
-        "-aec", "--called-aet", metavar="[a]etitle", type=_ae, default="ANY-SCP", help=called_help
+        "-aec", "--called-aet", metavar="[a]etitle", type=argtypes.ae_title, default="ANY-SCP", help=called_help
     )
 
 
@@ -242,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     params = parser.add_argument_group("Parameters")
-    params.add_argument("addr", type=_host, help="TCP/IP address of DICOM peer")
-    params.add_argument("port", type=_port, help="TCP/IP port number of peer")
+    params.add_argument("addr", type=argtypes.host, help="TCP/IP address of DICOM peer")
+    params.add_argument("port", type=argtypes.port, help="TCP/IP port number of peer")
 
     general = parser.add_argument_group("General Options")
     general.add_argument(
@@ -268,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument(
         "--repeat",
         metavar="[n]umber",
-        type=_positive,
+        type=argtypes.positive,
         default=1,
         help="repeat echo request n times (on one association, message IDs 1..n)",
     )
@@ -278,13 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_tls_options(parser)
     add_identity_options(parser)
     return parser
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 def log_level(args: argparse.Namespace) -> str:

@@ -22,15 +22,8 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, TextIO
 
 from asyncecho._version import __version__
-from asyncecho.cli.echoscu import (
-    MAX_SECONDS,
-    Security,
-    _float,
-    _port,
-    _positive,
-    add_ae_options,
-    add_timeouts,
-)
+from asyncecho.cli import argtypes
+from asyncecho.cli.echoscu import Security, add_ae_options, add_timeouts
 from asyncecho.cli.security import OptionError, add_client_tls_options, add_identity_options
 
 if TYPE_CHECKING:
@@ -69,7 +62,7 @@ earlier records too."""
 
 
 def _positive_float(text: str) -> float:
-    value = _float(text)  # finite, at most MAX_SECONDS
+    value = argtypes.seconds(text)  # finite, at most argtypes.MAX_SECONDS
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
     return value
@@ -88,8 +81,8 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-    if value < 1.0 / MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be at least {1.0 / MAX_SECONDS:.3g}: {text!r}")
+    if value < 1.0 / argtypes.MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at least {1.0 / argtypes.MAX_SECONDS:.3g}: {text!r}")
     return value
 
 
@@ -123,14 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_argument(
         "--port",
         metavar="[n]umber",
-        type=_port,
+        type=argtypes.port,
         default=104,
         help="port of targets that give none (default: 104)",
     )
     targets.add_argument(
         "--max-cidr-hosts",
         metavar="[n]umber",
-        type=_positive,
+        type=argtypes.positive,
         default=4096,
         help="a CIDR block with more hosts than n is a bad line (default: 4096)",
     )
@@ -158,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--concurrency",
         metavar="[n]umber",
-        type=_positive,
+        type=argtypes.positive,
         default=256,
         help="at most n associations at once (default: 256; kept below the open-file limit)",
     )
