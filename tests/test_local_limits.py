@@ -23,6 +23,10 @@ _PRELUDE = """
 import errno, json, os, resource, socket, sys
 import anyio
 import asyncecho
+# Imported while descriptors are free: an import opens files too, and the
+# API loads its modules on first use.
+import asyncecho.client, asyncecho.server, asyncecho.sweeps.engine
+import asyncecho.transport.anyio_channel
 
 BACKEND = sys.argv[1]
 
