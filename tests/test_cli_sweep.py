@@ -634,7 +634,7 @@ def test_resume_does_not_expand_a_cidr_block_to_count_what_is_done(
     it never walks the block's 16 million addresses."""
     import argparse
 
-    from asyncecho.cli import sweep as cli_sweep
+    from asyncecho.cli import sweep_input as cli_sweep
     from asyncecho.cli.output import CliLog
     from asyncecho.sweeps.targets import TargetLine
 
@@ -659,5 +659,5 @@ def test_resume_does_not_expand_a_cidr_block_to_count_what_is_done(
         ("11.0.0.1", 104, "ANY-SCP", "ECHOSCU"),  # outside the block
     }
     monkeypatch.setattr(TargetLine, "targets", no_expansion)
-    assert cli_sweep._count(plan, CliLog("critical"), ["10.0.0.0/8\n"])
+    assert cli_sweep.count_targets(plan, CliLog("critical"), ["10.0.0.0/8\n"])
     assert (plan.total, plan.skipped) == (2**24 - 2 - 2, 2)

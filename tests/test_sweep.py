@@ -38,7 +38,7 @@ from asyncecho.protocol.pdu import (
     ReleaseRQ,
     decode_pdu,
 )
-from asyncecho.sweeps.engine import FIELDS
+from asyncecho.sweeps.records import FIELDS
 from peers import closed_port, pynetdicom_scp, silent_listener, storescp
 
 pytestmark = pytest.mark.anyio

@@ -21,15 +21,23 @@ Leaving the block cancels whatever is still in flight.
 `stop()` is the graceful end (SIGINT in the CLI): no new target starts, the
 in-flight ones are aborted and each still yields a `cancelled` record, then
 the iteration ends. Targets never pulled get no record.
+
+Holds `Sweep` and `sweep()`; the records are in `sweeps.records`, the
+open-file budget in `sweeps.limits`. (`Target` and `SweepRecord` are
+re-exported here: `asyncecho.Target` and `asyncecho.SweepRecord` load them
+from this module.)
+
+May import: the public API (`asyncecho.client`, `results`, `arguments`,
+`logs`), the protocol's data types, `sweeps.records`, `sweeps.limits`;
+nothing of the CLI.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import ssl as _ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
@@ -38,213 +46,22 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from asyncecho import arguments, logs
+from asyncecho import arguments
 from asyncecho.arguments import Default, given
 from asyncecho.client import _OPTION, _OPTION_NAMES, EchoOptions, verify
 from asyncecho.protocol.pdu_items import UserIdentityRQ, UserItem
-from asyncecho.results import EchoResult, Timings
+from asyncecho.results import EchoResult
+from asyncecho.sweeps.limits import clamp_concurrency
+from asyncecho.sweeps.records import SweepRecord, Target, record_from_result
+
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_DEADLINE", "Sweep", "SweepRecord", "Target", "sweep"]
 
 DEFAULT_CONCURRENCY = 256
 DEFAULT_DEADLINE = 10.0
-DEFAULT_PORT = 104
-
-#: File descriptors a sweep leaves free beside those already open when it
-#: starts: the caller's own files, the event loop's, and the resolver
-#: threads' sockets (trio runs up to 40 lookups at once, each with a socket
-#: to the name server and a file or two).
-FD_HEADROOM = 100
 
 #: Added to the per-target deadline for the sweep's own guard: `verify()`
 #: enforces the deadline itself; the guard only bounds a slot if it did not.
 _GUARD_SLACK = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One peer to check. `called_ae` / `calling_ae` of None take the sweep's
-    defaults (`EchoOptions`); a record's target always has them filled in."""
-
-    host: str
-    port: int = DEFAULT_PORT
-    called_ae: str | None = None
-    calling_ae: str | None = None
-
-    def __post_init__(self) -> None:
-        arguments.host(self.host, "target host")
-        arguments.port(self.port, "target port")
-        for name in ("called_ae", "calling_ae"):
-            title = getattr(self, name)
-            if title is not None:
-                object.__setattr__(self, name, arguments.ae_title(title, f"target {name}"))
-
-    @property
-    def key(self) -> tuple[str, int, str | None, str | None]:
-        """What identifies a target across runs (`--resume`)."""
-        return (self.host, self.port, self.called_ae, self.calling_ae)
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        called = f"{self.called_ae}@" if self.called_ae else ""
-        return f"{called}{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class SweepRecord:
-    """What became of one target."""
-
-    target: Target
-    #: `success`, `status-0xNNNN`, an `EchoError.outcome` (`refused`,
-    #: `timeout-deadline`, …), `cancelled` (the sweep was stopped), or
-    #: `error` (a bug: an unexpected exception, kept to this target)
-    outcome: str
-    #: wall clock (UTC) when the target was started
-    started: datetime
-    #: the reject reason, the OS error, the status name…; empty on success
-    detail: str = ""
-    timings: Timings = field(default_factory=Timings)
-    status: int | None = None
-    peer_ae: str | None = None
-    peer_implementation_class_uid: str | None = None
-    peer_implementation_version_name: str | None = None
-    transfer_syntax: str | None = None
-    #: the `EchoError` that `verify()` reported (or the unexpected exception
-    #: of an `error` record), for callers that want its fields
-    error: Exception | None = field(default=None, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "success"
-
-    @property
-    def final(self) -> bool:
-        """False only for `cancelled`: the target was not really checked."""
-        return self.outcome != "cancelled"
-
-    def as_dict(self) -> dict[str, Any]:
-        """A flat, JSON-ready mapping (the JSONL and CSV columns)."""
-        timings = self.timings
-
-        def ms(seconds: float | None) -> float | None:
-            return None if seconds is None else round(seconds * 1000.0, 3)
-
-        return {
-            "host": self.target.host,
-            "port": self.target.port,
-            "called_aet": self.target.called_ae,
-            "calling_aet": self.target.calling_ae,
-            "ok": self.ok,
-            "outcome": self.outcome,
-            "detail": self.detail,
-            "status": self.status,
-            "started": iso_utc(self.started),
-            "connect_ms": ms(timings.connect),
-            "associate_ms": ms(timings.associate),
-            "echo_ms": ms(timings.echo),
-            "release_ms": ms(timings.release),
-            "total_ms": ms(timings.total),
-            "peer_aet": self.peer_ae,
-            "implementation_class_uid": self.peer_implementation_class_uid,
-            "implementation_version_name": self.peer_implementation_version_name,
-            "transfer_syntax": self.transfer_syntax,
-        }
-
-
-#: The columns of `SweepRecord.as_dict()`, in order.
-FIELDS = (
-    "host",
-    "port",
-    "called_aet",
-    "calling_aet",
-    "ok",
-    "outcome",
-    "detail",
-    "status",
-    "started",
-    "connect_ms",
-    "associate_ms",
-    "echo_ms",
-    "release_ms",
-    "total_ms",
-    "peer_aet",
-    "implementation_class_uid",
-    "implementation_version_name",
-    "transfer_syntax",
-)
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def record_from_result(target: Target, started: datetime, result: EchoResult) -> SweepRecord:
-    error = result.error
-    if error is not None:
-        detail = str(error)
-    elif result.ok:
-        detail = ""
-    else:
-        detail = result.status_name or ""
-    return SweepRecord(
-        target=target,
-        outcome=result.outcome,
-        started=started,
-        detail=detail,
-        timings=result.timings,
-        status=result.status,
-        peer_ae=result.peer_ae,
-        peer_implementation_class_uid=result.peer_implementation_class_uid,
-        peer_implementation_version_name=result.peer_implementation_version_name,
-        transfer_syntax=result.transfer_syntax,
-        error=error,
-    )
-
-
-def _open_fds() -> int | None:
-    """How many file descriptors this process has open (None: cannot tell)."""
-    for folder in ("/proc/self/fd", "/dev/fd"):
-        try:
-            return len(os.listdir(folder))
-        except OSError:
-            continue
-    return None
-
-
-def socket_budget() -> tuple[int | None, int, int]:
-    """(how many more sockets this process can open keeping `FD_HEADROOM`
-    free, or None without a limit; the soft RLIMIT_NOFILE; the descriptors
-    open now). Read only: a library does not change its caller's limits
-    (the CLI, which owns its process, raises the soft limit first)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return None, 0, 0
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return None, soft, 0
-    in_use = _open_fds()
-    if in_use is None:  # pragma: no cover - no /proc or /dev/fd
-        in_use = 3
-    return max(1, soft - in_use - FD_HEADROOM), soft, in_use
-
-
-def clamp_concurrency(requested: int) -> int:
-    """At most as many associations in flight (one socket each) as the
-    open-file limit leaves room for: beyond it every extra connect fails
-    with EMFILE, which is our limit, not the targets' fault. Logged
-    (`sweep.concurrency_clamped`) when it clamps."""
-    budget, soft, in_use = socket_budget()
-    if budget is None or requested <= budget:
-        return requested
-    logs.log(
-        "sweep.concurrency_clamped",
-        level="warning",
-        requested=requested,
-        concurrency=budget,
-        fd_limit=soft,
-        fds_open=in_use,
-        fd_headroom=FD_HEADROOM,
-    )
-    return budget
 
 
 class Sweep:

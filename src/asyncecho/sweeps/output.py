@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from asyncecho.sweeps.engine import FIELDS, SweepRecord, Target
+from asyncecho.sweeps.records import FIELDS, SweepRecord, Target
 
 TargetKey = tuple[str, int, str | None, str | None]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from asyncecho.protocol.pdu_fields import validate_ae_title
-from asyncecho.sweeps.engine import DEFAULT_PORT, Target
+from asyncecho.sweeps.records import DEFAULT_PORT, Target
 
 DEFAULT_MAX_CIDR_HOSTS = 4096
 
