@@ -649,6 +649,7 @@ def test_resume_does_not_expand_a_cidr_block_to_count_what_is_done(
         calling_aet="ECHOSCU",
         max_cidr_hosts=2**24,
         strict=False,
+        shard=None,
     )
     plan = cli_sweep.Plan(args)
     plan.done = {

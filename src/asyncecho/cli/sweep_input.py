@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from asyncecho.cli.output import CliLog
     from asyncecho.sweeps.output import EarlierOutput, TargetKey
     from asyncecho.sweeps.records import Target
+    from asyncecho.sweeps.shards import Shard
     from asyncecho.sweeps.targets import TargetLine, TargetParser
 
 
@@ -62,14 +63,16 @@ def target_parser(args: argparse.Namespace) -> TargetParser:
 
 def count_targets(plan: Plan, log: CliLog, lines: Iterable[str]) -> bool:
     """First pass over a regular file: report bad lines, count the targets
-    still to do. False if --strict met a bad line or the file names no
-    target at all."""
+    still to do (of this shard, with --shard: a CIDR block is walked, not
+    held, to hash each address). False if --strict met a bad line or the
+    file names no target at all."""
     from asyncecho.sweeps.targets import BadLine
 
     args = plan.args
+    shard: Shard | None = args.shard
     parser = target_parser(args)
     done = DoneIndex(plan.done)
-    total = skipped = bad = 0
+    listed = total = skipped = bad = 0
     for raw in lines:
         entry = parser.feed(raw)
         if entry is None:
@@ -78,20 +81,29 @@ def count_targets(plan: Plan, log: CliLog, lines: Iterable[str]) -> bool:
             bad += 1
             log.say("error" if args.strict else "warning", f"{args.targets}: {entry}")
             continue
-        already = done.count_in(entry)
-        total += entry.count - already
+        listed += entry.count
+        if shard is None:
+            mine = entry.count
+        else:
+            mine = sum(1 for target in entry.targets() if shard.holds(target))
+        already = done.count_in(entry, shard)
+        total += mine - already
         skipped += already
     plan.total, plan.skipped = total, skipped
     if bad and args.strict:
         log.say("error", f"{args.targets}: {bad} bad line(s); nothing was checked (--strict)")
         return False
-    if not total and not skipped:
+    if not listed:
         # A sweep that checked nothing must not look like one that passed.
         why = f"every line of it is bad ({bad} bad line(s))" if bad else "it names no target"
         log.say("error", f"{args.targets}: nothing to check: {why}")
         return False
     if bad:
         log.say("warning", f"{args.targets}: skipped {bad} bad line(s)")
+    if shard is not None and not total and not skipped:
+        # Not an error: with more shards than targets some get none, and
+        # their (empty) records still merge.
+        log.say("warning", f"{args.targets}: none of its {listed} target(s) fall to shard {shard}")
     return True
 
 
@@ -116,28 +128,40 @@ class DoneIndex:
                 continue
             self._addresses.setdefault((port, called, calling), []).append(address)
 
-    def count_in(self, entry: TargetLine) -> int:
+    def count_in(self, entry: TargetLine, shard: Shard | None = None) -> int:
+        """How many of the line's targets (of `shard`, if given) are done."""
         if not self.done:
             return 0
         host = entry.host
         if isinstance(host, str):
-            return sum(1 for target in entry.targets() if target.key in self.done)
+            return sum(
+                1
+                for target in entry.targets()
+                if target.key in self.done and (shard is None or shard.holds(target))
+            )
+        from asyncecho.sweeps.records import Target
         from asyncecho.sweeps.targets import is_block_host
 
-        addresses = self._addresses.get((entry.port, entry.called_ae, entry.calling_ae), ())
-        return sum(1 for address in addresses if is_block_host(address, host))
+        key = (entry.port, entry.called_ae, entry.calling_ae)
+        return sum(
+            1
+            for address in self._addresses.get(key, ())
+            if is_block_host(address, host)
+            and (shard is None or shard.holds(Target(str(address), *key)))
+        )
 
 
 def file_targets(plan: Plan) -> Iterator[Target]:
     from asyncecho.sweeps.targets import TargetLine
 
     assert plan.lines is not None
+    shard: Shard | None = plan.args.shard
     parser = target_parser(plan.args)
     for raw in plan.lines:
         entry = parser.feed(raw)
         if isinstance(entry, TargetLine):  # bad lines were reported by count_targets()
             for target in entry.targets():
-                if target.key not in plan.done:
+                if target.key not in plan.done and (shard is None or shard.holds(target)):
                     yield target
 
 
@@ -190,6 +214,7 @@ async def pipe_targets(
 
     assert plan.pipe is not None
     args = plan.args
+    shard: Shard | None = args.shard
     parser = target_parser(args)
     async for raw in pipe_lines(plan.pipe):
         entry = parser.feed(raw)
@@ -204,7 +229,9 @@ async def pipe_targets(
             say("warning", f"{args.targets}: {entry}")
             continue
         for target in entry.targets():
-            plan.found += 1
+            plan.found += 1  # whatever its shard: the pipe named a target
+            if shard is not None and not shard.holds(target):
+                continue
             if target.key in plan.done:
                 plan.skipped += 1
             else:
