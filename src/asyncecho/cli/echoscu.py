@@ -3,6 +3,11 @@
 
 Exit status: 0 only if every echo returned Success; 1 for any association,
 network or DIMSE failure or a non-success status; 2 for usage errors.
+
+`--json` (for scripts): one JSON object per association on stdout, with the
+sweep record's fields (`SweepRecord.as_dict()`, as `asyncecho sweep` writes
+them) and `tls_version`; nothing else on stdout, the log lines on stderr as
+without it, the same exit status.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from asyncecho.cli.security import (
 from asyncecho.protocol import uids
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from ssl import SSLContext
 
     from asyncecho.cli.output import CliLog
+    from asyncecho.client import EchoOptions
     from asyncecho.exceptions import EchoError
     from asyncecho.protocol.pdu_items import UserIdentityRQ
+    from asyncecho.results import EchoResult
 
 PROG = "echoscu"
 
@@ -194,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument(
         "--abort", action="store_true", help="abort association instead of releasing it"
     )
+    misc.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per association on stdout (the fields of "
+        "asyncecho sweep's records, and tls_version); nothing else on stdout",
+    )
     add_client_tls_options(parser)
     add_identity_options(parser)
     return parser
@@ -260,12 +274,10 @@ def report_error(log: CliLog, error: EchoError) -> None:
         log.say("error", str(error))
 
 
-async def run(args: argparse.Namespace, log: CliLog, security: Security) -> int:
-    from asyncecho.client import EchoOptions, associate
-    from asyncecho.exceptions import EchoError
-    from asyncecho.protocol.dimse import STATUS_SUCCESS, status_name
+def echo_options(args: argparse.Namespace, security: Security) -> EchoOptions:
+    from asyncecho.client import EchoOptions
 
-    options = EchoOptions(
+    return EchoOptions(
         ssl=security.ssl,
         user_identity=security.identity,
         calling_ae=args.calling_aet,
@@ -277,24 +289,124 @@ async def run(args: argparse.Namespace, log: CliLog, security: Security) -> int:
         dimse_timeout=args.dimse_timeout,
         network_timeout=args.network_timeout,
     )
+
+
+def report_status(log: CliLog, status: int) -> None:
+    """A non-success status, said once: at -v the response's own line says it."""
+    from asyncecho.protocol.dimse import status_name
+
+    if not log.enabled_for("info"):
+        log.say("error", f"Received Echo Response (Status: 0x{status:04X} - {status_name(status)})")
+
+
+async def run(args: argparse.Namespace, log: CliLog, security: Security) -> int:
+    from asyncecho.client import associate
+    from asyncecho.exceptions import EchoError
+    from asyncecho.protocol.dimse import STATUS_SUCCESS
+
+    if args.json:
+        return await run_json(args, log, security)
     failed = False
     try:
-        async with associate(args.addr, args.port, options=options) as assoc:
+        async with associate(args.addr, args.port, options=echo_options(args, security)) as assoc:
             for _ in range(args.repeat):
                 status = await assoc.echo()
                 if status != STATUS_SUCCESS:
                     failed = True
-                    if not log.enabled_for("info"):
-                        log.say(
-                            "error",
-                            f"Received Echo Response (Status: 0x{status:04X} - {status_name(status)})",
-                        )
+                    report_status(log, status)
             if args.abort:
                 await assoc.abort()
     except EchoError as error:
         report_error(log, error)
         return EXIT_FAILED
     return EXIT_FAILED if failed else EXIT_OK
+
+
+# --- --json ---------------------------------------------------------------------------
+
+
+async def run_json(args: argparse.Namespace, log: CliLog, security: Security) -> int:
+    """The association as one JSON object on stdout; the log lines and the
+    exit status as `run()` has them."""
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
+    if args.repeat == 1 and not args.abort:
+        # verify() keeps the timings of the phases a failure got through
+        import asyncecho
+
+        result = await asyncecho.verify(args.addr, args.port, options=echo_options(args, security))
+    else:
+        result = await _associated_result(args, security)
+    if result.error is not None:
+        report_error(log, result.error)
+    elif result.status is not None and not result.ok:
+        report_status(log, result.status)
+    print(json_record(args, started, result), flush=True)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _associated_result(args: argparse.Namespace, security: Security) -> EchoResult:
+    """--repeat / --abort on one association: its result, the status the
+    first non-success one (else the last), the echo time that of all the
+    echoes; a failure's result has the timings of the phases it got through
+    once the association was established (before that, only the total)."""
+    import time
+    from dataclasses import replace
+
+    from asyncecho.client import Association, associate
+    from asyncecho.exceptions import EchoError
+    from asyncecho.protocol.dimse import STATUS_SUCCESS
+    from asyncecho.results import EchoResult, Timings
+
+    began = time.perf_counter()
+    held: Association | None = None
+    status: int | None = None
+    echo_time: float | None = None
+    error: EchoError | None = None
+    try:
+        async with associate(args.addr, args.port, options=echo_options(args, security)) as assoc:
+            held = assoc
+            echoes_began = time.perf_counter()
+            for _ in range(args.repeat):
+                answer = await assoc.echo()
+                if status is None or status == STATUS_SUCCESS:
+                    status = answer
+            echo_time = time.perf_counter() - echoes_began
+            if args.abort:
+                await assoc.abort()
+    except EchoError as exc:
+        error = exc
+    total = time.perf_counter() - began
+    if held is None:
+        return EchoResult(args.addr, args.port, timings=Timings(total=total), error=error)
+    result = held.result(status, None, echo_time, total=total)
+    return replace(result, error=error) if error is not None else result
+
+
+def json_record(args: argparse.Namespace, started: datetime, result: EchoResult) -> str:
+    """The sweep record's JSON for this association (`SweepRecord.as_dict()`,
+    the same fields and serialisation as `asyncecho sweep` writes), with the
+    TLS version the record has no field for."""
+    import json
+
+    from asyncecho import SweepRecord, Target
+
+    error = result.error
+    record = SweepRecord(
+        target=Target(args.addr, args.port, args.called_aet, args.calling_aet),
+        outcome=result.outcome,
+        started=started,
+        detail=str(error) if error else ("" if result.ok else result.status_name or ""),
+        timings=result.timings,
+        status=result.status,
+        peer_ae=result.peer_ae,
+        peer_implementation_class_uid=result.peer_implementation_class_uid,
+        peer_implementation_version_name=result.peer_implementation_version_name,
+        transfer_syntax=result.transfer_syntax,
+        error=error,
+    )
+    return json.dumps({**record.as_dict(), "tls_version": result.tls_version})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
