@@ -6,7 +6,7 @@
   `Association`, its `UpperLayer` and the `EchoDriver`, on a channel that
   only records what is written), fed the minimal SCP's A-ASSOCIATE-AC,
   C-ECHO-RSP and A-RELEASE-RP one read each, and the result built;
-- SCP: a `VerificationAcceptor` fed the raw client's A-ASSOCIATE-RQ,
+- SCP: a `AcceptorSession` fed the raw client's A-ASSOCIATE-RQ,
   C-ECHO-RQ and A-RELEASE-RQ, then the close.
 
 This is the floor of what asyncecho adds to a raw-bytes client on any loop:
@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from asyncecho.client import Association, EchoOptions
 from asyncecho.echo_driver import EchoDriver
-from asyncecho.protocol.acceptor import VerificationAcceptor
+from asyncecho.protocol.acceptor import AcceptorSession, EchoAnswered
 from asyncecho.protocol.negotiation import AcceptorPolicy
 
 from . import pdus
@@ -101,13 +101,14 @@ def _policy() -> AcceptorPolicy:
 
 
 def scp_association() -> None:
-    acceptor = VerificationAcceptor(_policy(), network_timeout=30.0)
+    acceptor = AcceptorSession(_policy(), network_timeout=30.0)
     acceptor.connection_made(_NOW)
+    answered = 0
     for pdu in (pdus.ASSOCIATE_RQ, pdus.ECHO_RQ, pdus.RELEASE_RQ):
-        acceptor.receive_data(pdu, _NOW)
+        answered += sum(isinstance(e, EchoAnswered) for e in acceptor.receive_data(pdu, _NOW))
         acceptor.data_to_send()
     acceptor.connection_lost(_NOW)
-    if acceptor.echoes != 1:
+    if answered != 1:
         raise RuntimeError("the SCP did not answer the C-ECHO")
 
 

@@ -8,7 +8,7 @@ in turn, for five interleaved rounds:
 
 - minimal: `minimal_scp`, precomputed bytes (the ceiling, as in P6);
 - minimal+core: a protocol as bare as the minimal one driving asyncecho's
-  `VerificationAcceptor` (upper layer, state machine, negotiation): what
+  `AcceptorSession` (upper layer, state machine, negotiation): what
   the core costs in situ;
 - serve(): the real thing, adding its glue (timers, limits, counting,
   logging checks).
@@ -27,7 +27,7 @@ import sys
 from typing import cast
 
 import asyncecho
-from asyncecho.protocol.acceptor import VerificationAcceptor
+from asyncecho.protocol.acceptor import AcceptorSession
 from asyncecho.protocol.negotiation import AcceptorPolicy
 
 from . import minimal_scp, procstat
@@ -47,7 +47,7 @@ class CoreScpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._acceptor = VerificationAcceptor(_POLICY)
+        self._acceptor = AcceptorSession(_POLICY)
         self._acceptor.connection_made(0.0)
 
     def data_received(self, data: bytes) -> None:

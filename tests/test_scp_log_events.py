@@ -19,7 +19,7 @@ from anyio.abc import SocketAttribute, SocketStream
 
 import certs as pki
 from asyncecho import echo, serve, verify
-from asyncecho import server as asyncecho_server
+from asyncecho import server_logs
 from asyncecho.cli import output as cli_output
 from asyncecho.protocol.negotiation import build_rq
 from log_capture import WAIT, Record, capturing
@@ -264,7 +264,7 @@ class _AnyField(dict[str, Any]):
 
 
 def test_every_scp_event_has_an_echoscp_line() -> None:
-    source = Path(asyncecho_server.__file__).read_text()
+    source = Path(server_logs.__file__).read_text()  # (every scp.* event is logged there)
     events = set(re.findall(r'"(scp\.[a-z_.]+)"', source))
     assert "scp.internal_error" in events and "scp.accept_paused" in events
     for event in sorted(events):

@@ -7,7 +7,7 @@ or -RSP, A-RELEASE-RQ/RP, A-ABORT), corrupted (byte flips, truncations, bad
 lengths, and the malformed DIMSE command sets below) and cut into reads at
 arbitrary boundaries:
 
-- through the core alone (`VerificationAcceptor`, a requestor `UpperLayer`):
+- through the core alone (`AcceptorSession`, a requestor `UpperLayer`):
   only typed events come out, and what we answer does not depend on where
   the reads were cut;
 - through `serve()` on asyncio, uvloop and trio, fed by a raw loopback
@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 from asyncecho import Server, echo, logs, serve
 from asyncecho.exceptions import EchoError, ProtocolError
-from asyncecho.protocol.acceptor import VerificationAcceptor
+from asyncecho.protocol.acceptor import AcceptorSession
 from asyncecho.protocol.dimse import decode_command, encode_echo_rq, encode_echo_rsp
 from asyncecho.protocol.errors import PDUError
 from asyncecho.protocol.events import Aborted, AssociationAccepted, Event, MessageReceived
@@ -218,9 +218,9 @@ def scu_stream(draw: st.DrawFn) -> bytes:
 
 
 def run_acceptor(stream: bytes, reads: list[bytes]) -> tuple[bytes, list[object]]:
-    """Feed `reads` to a VerificationAcceptor; what it sent and reported."""
+    """Feed `reads` to a AcceptorSession; what it sent and reported."""
     assert b"".join(reads) == stream
-    acceptor = VerificationAcceptor(AcceptorPolicy())
+    acceptor = AcceptorSession(AcceptorPolicy())
     acceptor.connection_made(0.0)
     sent = bytearray()
     happened: list[object] = []
@@ -499,9 +499,9 @@ def test_serve_contains_a_bug_to_its_connection(
     provider, reason not specified), one error line with the peer, the slot
     freed; no loop traceback on asyncio, no ExceptionGroup out of serve() on
     trio, and the server goes on serving."""
-    taken_in = VerificationAcceptor.receive_data
+    taken_in = AcceptorSession.receive_data
 
-    def buggy(self: VerificationAcceptor, data: bytes, now: float) -> list[object]:
+    def buggy(self: AcceptorSession, data: bytes, now: float) -> list[object]:
         if data.startswith(b"\x04"):
             raise RuntimeError("injected")
         return taken_in(self, data, now)
@@ -510,7 +510,7 @@ def test_serve_contains_a_bug_to_its_connection(
     logs.enable_logging(recorder)
     try:
         with live_server(backend) as live:
-            monkeypatch.setattr(VerificationAcceptor, "receive_data", buggy)
+            monkeypatch.setattr(AcceptorSession, "receive_data", buggy)
             for _ in range(3):
                 sent, _reset = raw_exchange(
                     live.server.port, [RQ, command(encode_echo_rq(1))], answered=True

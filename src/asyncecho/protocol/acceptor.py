@@ -1,34 +1,55 @@
-"""The Verification SCP as pure logic: an `UpperLayer` in the acceptor role
-plus the decisions an SCP makes (accept or reject the association, answer
-each C-ECHO-RQ, answer the release). Both server transports drive it."""
+"""The Verification SCP's session: one incoming association, sans I/O.
+
+`AcceptorSession` owns the SCP's whole association lifecycle: an
+`UpperLayer` in the acceptor role, the SCP's decisions (accept or reject the
+association, answer each C-ECHO-RQ, answer the release) and every timer as
+data. A driver feeds it what the transport reports (`connection_made`,
+`receive_data`, `touch`, `connection_lost`), writes `data_to_send()`, closes
+when `should_close`, and arms one timer at `next_deadline()`, calling
+`handle_timer(now)` when it comes. What happened comes back as events (the
+classes below and `protocol.events`), each meaning one thing for the driver:
+no driver looks at the state.
+
+Imports only the rest of `asyncecho.protocol` (no I/O, no clock).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from asyncecho.protocol.dimse import C_ECHO_RQ, STATUS_SUCCESS, decode_command, encode_echo_rsp
-from asyncecho.protocol.errors import PDUError
+from asyncecho.protocol.errors import ABORT_REASON_NOT_SPECIFIED, PDUError
 from asyncecho.protocol.events import AssociationRequested, Event, MessageReceived, ReleaseRequested
 from asyncecho.protocol.negotiation import AcceptorPolicy, build_ac, busy_reject, user_identity
-from asyncecho.protocol.pdu import AssociateRJ, AssociateRQ
+from asyncecho.protocol.pdu import (
+    ABORT_SOURCE_PROVIDER,
+    Abort,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+)
 from asyncecho.protocol.pdu_items import UserIdentityAC, UserIdentityRQ, UserItem
-from asyncecho.protocol.state_machine import Event as Evt
 from asyncecho.protocol.state_machine import State
 from asyncecho.protocol.upper_layer import UpperLayer
 
-# Before the A-ASSOCIATE-RQ and after the end, ARTIM bounds the waits instead.
-_NOT_ASSOCIATED = (State.STA2, State.STA13)
-# A C-ECHO-RQ may still be answered (Sta8: the peer asked to release in the
-# same read, AR-7 before the RP).
-_MAY_ANSWER = (State.STA6, State.STA8)
-
 # PS3.7 C.5.3: status for an operation the SCP does not recognise.
 STATUS_UNRECOGNIZED_OPERATION = 0x0211
+# PS3.7 D.3.3.7 / PS3.8 Table 9-21: a refused identity is rejected permanent,
+# by the service user, no reason given.
+IDENTITY_REJECT = AssociateRJ(1, 1, 1)
+# PS3.8 Table 9-26: A-ABORT from the service provider, reason not specified
+# (what `fail()` sends).
+PROVIDER_ABORT = Abort(ABORT_SOURCE_PROVIDER, ABORT_REASON_NOT_SPECIFIED).encode()
+
+_STA2, _STA13 = State.STA2, State.STA13
+# No association to abort: no transport (Sta1), or already over (Sta13).
+_NOTHING_TO_ABORT = (State.STA1, State.STA13)
 
 
 @dataclass(frozen=True, slots=True)
 class EchoAnswered:
-    """We answered a C-ECHO-RQ (for logging)."""
+    """We answered a C-ECHO-RQ (or refused another request: any status
+    but Success)."""
 
     message_id: int
     status: int
@@ -36,7 +57,7 @@ class EchoAnswered:
 
 @dataclass(frozen=True, slots=True)
 class AssociationRefused:
-    """We sent an A-ASSOCIATE-RJ (for logging)."""
+    """We sent an A-ASSOCIATE-RJ."""
 
     rq: AssociateRQ
     rj: AssociateRJ
@@ -44,7 +65,10 @@ class AssociationRefused:
 
 @dataclass(frozen=True, slots=True)
 class AssociationEstablished:
+    """We sent an A-ASSOCIATE-AC: `ac` answers `rq`."""
+
     rq: AssociateRQ
+    ac: AssociateAC
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +80,51 @@ class IdentityCheckNeeded:
     identity: UserIdentityRQ | None
 
 
-# PS3.7 D.3.3.7 / PS3.8 Table 9-21: a refused identity is rejected permanent,
-# by the service user, no reason given.
-IDENTITY_REJECT = AssociateRJ(1, 1, 1)
+@dataclass(frozen=True, slots=True)
+class Stalled:
+    """The peer was too slow for our limits, and we aborted (an A-ABORT is
+    in `data_to_send()`): the driver closes once it is written (ARTIM, now
+    running, bounds that wait). `kind` is "idle" (nothing received for
+    `network_timeout`), "slow-pdu" (one PDU took longer than
+    `dimse_timeout`), or, from a driver that finds it itself, "not-reading"
+    (the peer does not take what we send)."""
+
+    kind: str
 
 
-class VerificationAcceptor:
-    """One incoming association. Feed it what the transport reports; write
-    `data_to_send()`, close when `should_close`, call `handle_timer(now)` at
-    `next_deadline()`."""
+@dataclass(frozen=True, slots=True)
+class AssociationEnded:
+    """The association is over (released, rejected or aborted: Sta13); only
+    the transport close is awaited. Once per session, so that a driver
+    frees the association's slot without waiting for the close."""
+
+
+ENDED = AssociationEnded()
+
+
+class AcceptorSession:
+    """One incoming association, for the Verification SCP.
+
+    Events out (lists, in the order they happened): `AssociationEstablished`,
+    `AssociationRefused`, `IdentityCheckNeeded`, `EchoAnswered`,
+    `ReleaseRequested`, `Aborted`, `Stalled`, `AssociationEnded`.
+
+    Timers: `next_deadline()` is ARTIM while it runs (before the
+    A-ASSOCIATE-RQ, and after the end until the close: PS3.8 9.1.4), else
+    the nearer of the network idle limit (the last byte from the peer +
+    `network_timeout`) and the slow-PDU limit (when the PDU in progress
+    began + `dimse_timeout`; a trickle resets the first, never the second).
+    `handle_timer(now)` does what is due at `now` and nothing before it.
+    """
 
     __slots__ = (
+        "_ended",
         "_happened",
         "_last",
         "_partial_since",
         "busy",
         "check_identity",
         "dimse_timeout",
-        "echoes",
         "network_timeout",
         "policy",
         "upper",
@@ -90,85 +141,67 @@ class VerificationAcceptor:
         dimse_timeout: float | None = None,
     ) -> None:
         self.policy = policy
-        self.busy = busy
+        self.busy = busy  # every RQ is refused: transient, local limit exceeded
         self.check_identity = check_identity
         self.network_timeout = network_timeout
         self.dimse_timeout = dimse_timeout
-        self._last = 0.0  # when the peer last sent anything
+        self._last = 0.0  # when the peer last sent anything (or took our data)
         self._partial_since: float | None = None  # when the PDU now in progress began
         self._happened: list[object] | None = None  # while a read is taken in
+        self._ended = False  # AssociationEnded was handed out
         self.upper = UpperLayer(
             requestor=False, max_pdu=policy.max_pdu, artim_timeout=artim_timeout
         )
-        self.echoes = 0
+
+    # --- outputs ------------------------------------------------------------------------
 
     @property
     def should_close(self) -> bool:
+        """The table says close the transport (at once, after a timer)."""
         return self.upper.should_close
 
     @property
-    def state(self) -> State:
-        return self.upper.state
+    def partial_pdu(self) -> bool:
+        """Part of a PDU is buffered (a moment to force out a TCP ACK)."""
+        return self._partial_since is not None
 
     def data_to_send(self) -> bytes:
         return self.upper.data_to_send()
 
     def next_deadline(self) -> float | None:
-        return self.upper.next_deadline()
+        """When `handle_timer` next has something to do (None: nothing)."""
+        artim = self.upper.artim_deadline
+        if artim is not None:
+            # ARTIM runs exactly while there is no association (Sta2, Sta13):
+            # it alone bounds the wait then.
+            return artim
+        network, dimse, since = self.network_timeout, self.dimse_timeout, self._partial_since
+        when = None if network is None else self._last + network
+        if since is not None and dimse is not None:
+            slow = since + dimse
+            if when is None or slow < when:
+                when = slow
+        return when
+
+    # --- inputs ---------------------------------------------------------------------------
 
     def connection_made(self, now: float) -> None:
         self._last = now
-        self.upper.connection_made(now)
+        self.upper.connection_made(now)  # Evt5: Sta2, ARTIM
 
     def touch(self, now: float) -> None:
         """The peer showed it is alive without sending (it read our data)."""
         self._last = now
 
-    def stall_deadline(self) -> float | None:
-        """While associated: when the peer will have been too slow, silent
-        for `network_timeout` or one PDU taking longer than `dimse_timeout`
-        (a trickle resets the first, never the second). Before the RQ and
-        after the end, ARTIM (`next_deadline`) bounds the wait instead."""
-        if self.upper.state in _NOT_ASSOCIATED:
-            return None
-        when = None if self.network_timeout is None else self._last + self.network_timeout
-        if self._partial_since is not None and self.dimse_timeout is not None:
-            slow = self._partial_since + self.dimse_timeout
-            when = slow if when is None else min(when, slow)
-        return when
-
-    def stalled(self, now: float) -> str | None:
-        """ "idle" or "slow-pdu" once `stall_deadline()` has passed, else None."""
-        if self.upper.state in _NOT_ASSOCIATED:
-            return None
-        if self.network_timeout is not None and now >= self._last + self.network_timeout:
-            return "idle"
-        if (
-            self._partial_since is not None
-            and self.dimse_timeout is not None
-            and now >= self._partial_since + self.dimse_timeout
-        ):
-            return "slow-pdu"
-        return None
-
-    def connection_lost(self, now: float) -> list[object]:
-        return list(self.upper.connection_lost(now))
-
-    def handle_timer(self, now: float) -> list[object]:
-        return list(self.upper.handle_timer(now))
-
-    def abort(self, now: float) -> None:
-        if self.upper.state is State.STA2:
-            return  # no A-ASSOCIATE-RQ yet: nothing to abort, the caller just closes
-        self.upper.abort(now)
-
     def receive_data(self, data: bytes, now: float) -> list[object]:
-        """Returns what happened, for the caller's logs."""
+        """Bytes from the peer; what happened, in order."""
         self._last = now
         happened: list[object] = []
         self._happened = happened
         try:
-            # Each event answered as its PDU is taken in (see `receive_data`).
+            # Each event answered as its PDU is taken in, before the next
+            # PDU of the same read: exactly as if TCP had delivered them
+            # one by one (see UpperLayer.receive_data).
             self.upper.receive_data(data, now, self._on_event)
         finally:
             self._happened = None
@@ -176,38 +209,7 @@ class VerificationAcceptor:
             self._partial_since = None
         elif self._partial_since is None:
             self._partial_since = now
-        return happened
-
-    def _on_event(self, event: Event) -> None:
-        # (a bound method and the read's state on self, not a closure per
-        # read: fewer objects made for every PDU)
-        assert self._happened is not None
-        self._happened.extend(self._handle(event, self._last))
-
-    def _handle(self, event: Event, now: float) -> list[object]:
-        upper = self.upper
-        if isinstance(event, AssociationRequested):
-            if upper.state is not State.STA3:
-                # A later PDU of the same read (invalid, or an A-ABORT) has
-                # already ended it: there is nothing left to accept or reject.
-                return []
-            rq = event.rq
-            answer = busy_reject() if self.busy else self.policy.answer(rq)
-            if isinstance(answer, AssociateRJ):
-                upper.reject(answer, now)
-                return [AssociationRefused(rq, answer)]
-            if self.check_identity:
-                return [IdentityCheckNeeded(rq, user_identity(rq))]
-            upper.accept(answer, now)
-            return [AssociationEstablished(rq)]
-        if isinstance(event, MessageReceived):
-            return self._answer(event, now)
-        if isinstance(event, ReleaseRequested):
-            if upper.action_for(Evt.EVT14) is None:
-                return [event]  # already aborted by a later PDU of the same read
-            upper.release_response(now)  # AR-4 (or AR-4 from Sta12 in a collision)
-            return [event]
-        return [event]
+        return self._ending(happened)
 
     def decide(self, accepted: bool, server_response: bytes | None, now: float) -> list[object]:
         """The identity check's answer (after `IdentityCheckNeeded`). The
@@ -215,31 +217,122 @@ class VerificationAcceptor:
         upper = self.upper
         rq = upper.rq
         if upper.state is not State.STA3 or rq is None:
-            return []  # the requestor aborted or went away meanwhile
+            # Needed: the check ran while the peer could still act (an
+            # A-ABORT, an invalid PDU, a close, our idle limit): then
+            # there is nothing left to accept or reject.
+            return []
         if not accepted:
             upper.reject(IDENTITY_REJECT, now)
-            return [AssociationRefused(rq, IDENTITY_REJECT)]
+            return self._ending([AssociationRefused(rq, IDENTITY_REJECT)])
         identity = user_identity(rq)
         extra: list[UserItem] = []
         if identity is not None and identity.positive_response_requested:
             extra.append(UserIdentityAC(server_response or b""))
-        upper.accept(build_ac(rq, self.policy, extra), now)
-        return [AssociationEstablished(rq)]
+        ac = build_ac(rq, self.policy, extra)
+        upper.accept(ac, now)
+        return [AssociationEstablished(rq, ac)]
 
-    def _answer(self, event: MessageReceived, now: float) -> list[object]:
+    def handle_timer(self, now: float) -> list[object]:
+        """Whatever is due at `now`: ARTIM's expiry (Evt18, AA-2: then
+        `should_close`, and nothing more is awaited), or a peer too slow for
+        our limits (an A-ABORT, `Stalled`). Before `next_deadline()`,
+        nothing."""
+        upper = self.upper
+        if upper.artim_deadline is not None:
+            return list(upper.handle_timer(now))  # (a no-op before the deadline)
+        kind: str | None = None
+        network = self.network_timeout
+        since, dimse = self._partial_since, self.dimse_timeout
+        if network is not None and now >= self._last + network:
+            kind = "idle"
+        elif since is not None and dimse is not None and now >= since + dimse:
+            kind = "slow-pdu"
+        if kind is None:
+            return []
+        upper.abort(now)  # AA-1: A-ABORT, Sta13, ARTIM bounds the close
+        self._partial_since = None
+        return self._ending([Stalled(kind)])
+
+    def connection_lost(self, now: float) -> list[object]:
+        return list(self.upper.connection_lost(now))
+
+    def abort(self, now: float) -> list[object]:
+        """Abort the association (the server is shutting down): an A-ABORT
+        to write before closing, where there is an association to abort.
+        Before the A-ASSOCIATE-RQ (Sta2) there is none: just close."""
+        if self.upper.state is _STA2:
+            return []
+        self.upper.abort(now)  # (a no-op in Sta1 and Sta13)
+        return self._ending([])
+
+    def fail(self) -> bytes:
+        """A bug met while serving this connection ends it: the A-ABORT to
+        write before closing (service provider, reason not specified), or
+        nothing where there is no association to abort. The upper layer is
+        not asked to do anything more (it may be what failed)."""
+        return b"" if self.upper.state in _NOTHING_TO_ABORT else PROVIDER_ABORT
+
+    # --- the SCP's decisions -----------------------------------------------------------------
+
+    def _ending(self, happened: list[object]) -> list[object]:
+        if not self._ended and self.upper.state is _STA13:
+            self._ended = True
+            happened.append(ENDED)
+        return happened
+
+    def _on_event(self, event: Event) -> None:
+        # (a bound method and the read's list on self, not a closure per
+        # read: fewer objects made for every PDU)
+        happened = self._happened
+        assert happened is not None
+        now = self._last
+        if isinstance(event, MessageReceived):
+            self._answer(event, now, happened)
+        elif isinstance(event, AssociationRequested):
+            self._associate(event.rq, now, happened)
+        elif isinstance(event, ReleaseRequested):
+            # Delivered as the A-RELEASE-RQ is taken in (AR-2: Sta8), and an
+            # SCP never requests a release itself (no collision, AR-8): the
+            # response (AR-4) is always the table's next step.
+            self.upper.release_response(now)
+            happened.append(event)
+        else:  # Aborted
+            happened.append(event)
+
+    def _associate(self, rq: AssociateRQ, now: float, happened: list[object]) -> None:
+        # Delivered as the A-ASSOCIATE-RQ is taken in (AE-6, acceptable:
+        # Sta3), before any later PDU of the same read could end it.
+        answer = busy_reject() if self.busy else self.policy.answer(rq)
+        if isinstance(answer, AssociateRJ):
+            self.upper.reject(answer, now)
+            happened.append(AssociationRefused(rq, answer))
+        elif self.check_identity:
+            happened.append(IdentityCheckNeeded(rq, user_identity(rq)))
+        else:
+            self.upper.accept(answer, now)
+            happened.append(AssociationEstablished(rq, answer))
+
+    def _answer(self, event: MessageReceived, now: float, happened: list[object]) -> None:
+        upper = self.upper
         message = event.message
         try:
             command = decode_command(message.command)
         except PDUError as error:
-            return list(self.upper.protocol_violation(error, now))
+            happened += upper.protocol_violation(error, now)
+            return
         if command.message_id is None or command.command_field & 0x8000:
             # A response, or a request without a message ID: not ours to answer.
             unexpected = PDUError("unexpected DIMSE message (a response, or no Message ID)", 0)
-            return list(self.upper.protocol_violation(unexpected, now))
-        if self.upper.state not in _MAY_ANSWER:
-            # AR-6/Sta7: no response once we asked to release. Sta8 (the peer
-            # asked, in the same read) still allows it (AR-7), before the RP.
-            return []
+            happened += upper.protocol_violation(unexpected, now)
+            return
+        if upper.state is _STA13:
+            # Needed: the P-DATA-TF that completed this message went on to
+            # carry an invalid PDV, and the upper layer fired Evt19 (AA-8:
+            # A-ABORT, Sta13) before handing the message over. No answer
+            # after the abort. (Otherwise a message comes only in Sta6: each
+            # is handed over as its PDU is taken in, and an SCP never asks
+            # to release, so never Sta7; Sta8 comes only after the message.)
+            return
         if command.command_field == C_ECHO_RQ and not command.has_data_set:
             status = STATUS_SUCCESS
             rsp = encode_echo_rsp(command.message_id, status)
@@ -251,6 +344,5 @@ class VerificationAcceptor:
                 command.affected_sop_class_uid,
                 command.command_field | 0x8000,
             )
-        self.upper.send_message(message.context_id, rsp)
-        self.echoes += 1
-        return [EchoAnswered(command.message_id, status)]
+        upper.send_message(message.context_id, rsp)
+        happened.append(EchoAnswered(command.message_id, status))
