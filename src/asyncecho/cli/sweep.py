@@ -42,8 +42,8 @@ from asyncecho.cli.sweep_output import (
 
 if TYPE_CHECKING:
     from asyncecho.cli.output import CliLog
-    from asyncecho.sweeps.output import Tally
     from asyncecho.sweeps.records import Target
+    from asyncecho.sweeps.summary import Tally
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -104,7 +104,7 @@ async def run(plan: Plan, log: CliLog, output: RecordOutput, tally: Tally) -> in
 
     from asyncecho.collector import tune_collector
     from asyncecho.sweeps.engine import sweep
-    from asyncecho.sweeps.output import ProgressLine, progress_text, summary_lines
+    from asyncecho.sweeps.summary import ProgressLine, progress_text, summary_lines
 
     tune_collector()  # start-up is done: see asyncecho.collector
     args = plan.args
@@ -280,7 +280,7 @@ def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
     import asyncio
     import shlex
 
-    from asyncecho.sweeps.output import Tally
+    from asyncecho.sweeps.summary import Tally
 
     args = plan.args
     tally = Tally()

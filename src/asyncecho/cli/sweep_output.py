@@ -3,7 +3,7 @@ the output file (written in place through a temporary file when `-o` names
 the `--resume` file), the `--resume` file's records carried over first, and
 a quiet standard output after a broken pipe.
 
-May import: `asyncecho.sweeps.output` and the CLI's log helper; not
+May import: `asyncecho.sweeps` (output, summary) and the CLI's log helper; not
 `cli.sweep` (which imports this).
 """
 
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from asyncecho.cli.output import CliLog
-    from asyncecho.sweeps.output import CsvWriter, EarlierOutput, JsonlWriter, Tally
+    from asyncecho.sweeps.output import CsvWriter, EarlierOutput, JsonlWriter
+    from asyncecho.sweeps.summary import Tally
 
 
 def record_writer(stream: TextIO, fmt: str, *, header: bool) -> JsonlWriter | CsvWriter:
