@@ -43,7 +43,8 @@ PROVIDER_ABORT = Abort(ABORT_SOURCE_PROVIDER, ABORT_REASON_NOT_SPECIFIED).encode
 
 _STA2, _STA13 = State.STA2, State.STA13
 # No association to abort: no transport (Sta1), or already over (Sta13).
-_NOTHING_TO_ABORT = (State.STA1, State.STA13)
+# Once there, the association is over: `AssociationEnded`.
+_OVER = _NOTHING_TO_ABORT = (State.STA1, State.STA13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +95,10 @@ class Stalled:
 
 @dataclass(frozen=True, slots=True)
 class AssociationEnded:
-    """The association is over (released, rejected or aborted: Sta13); only
-    the transport close is awaited. Once per session, so that a driver
-    frees the association's slot without waiting for the close."""
+    """The association is over (released, rejected, aborted, timed out or
+    closed: Sta13, where only the transport close is awaited, or Sta1).
+    Handed out once per session, so that a driver frees the association's
+    slot without waiting for the close."""
 
 
 ENDED = AssociationEnded()
@@ -239,7 +241,8 @@ class AcceptorSession:
         nothing."""
         upper = self.upper
         if upper.artim_deadline is not None:
-            return list(upper.handle_timer(now))  # (a no-op before the deadline)
+            # (a no-op before the deadline; after it AA-2: Sta1)
+            return self._ending(list(upper.handle_timer(now)))
         kind: str | None = None
         network = self.network_timeout
         since, dimse = self._partial_since, self.dimse_timeout
@@ -254,7 +257,7 @@ class AcceptorSession:
         return self._ending([Stalled(kind)])
 
     def connection_lost(self, now: float) -> list[object]:
-        return list(self.upper.connection_lost(now))
+        return self._ending(list(self.upper.connection_lost(now)))
 
     def abort(self, now: float) -> list[object]:
         """Abort the association (the server is shutting down): an A-ABORT
@@ -275,7 +278,7 @@ class AcceptorSession:
     # --- the SCP's decisions -----------------------------------------------------------------
 
     def _ending(self, happened: list[object]) -> list[object]:
-        if not self._ended and self.upper.state is _STA13:
+        if not self._ended and self.upper.state in _OVER:
             self._ended = True
             happened.append(ENDED)
         return happened
