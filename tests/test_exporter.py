@@ -20,12 +20,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 import certs as pki
 import peers
+from asyncecho.exceptions import ConnectionRefused
 from asyncecho.exporter import config, probe, tls_watch
 from asyncecho.exporter.app import TIMEOUT_OFFSET, Exporter
+from asyncecho.results import EchoResult, Timings
 from certs import Certs
 
 Labels = frozenset[tuple[str, str]]
@@ -398,3 +403,117 @@ async def test_reload_takes_a_good_config_and_keeps_the_old_for_a_bad_one(tmp_pa
         assert value(metrics, "asyncecho_exporter_config_reloads_total", result="success") == 1
         assert value(metrics, "asyncecho_exporter_config_reloads_total", result="failure") == 1
         assert value(metrics, "asyncecho_exporter_config_last_reload_successful") == 0
+
+
+# --- the exposition, checked against prometheus_client's ----------------------------------
+
+
+def reference(result: EchoResult, duration: float, watch: tls_watch.HandshakeWatch | None) -> bytes:
+    """The same answer through a prometheus_client registry of its own."""
+
+    def gauge(name: str, value: float, **labels: str) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, probe.METRICS[name], labels=list(labels))
+        family.add_metric(list(labels.values()), value)
+        return family
+
+    families = [
+        gauge("probe_success", 1 if result.ok else 0),
+        gauge("probe_duration_seconds", duration),
+    ]
+    phases = GaugeMetricFamily(
+        "probe_dicom_duration_seconds",
+        probe.METRICS["probe_dicom_duration_seconds"],
+        labels=["phase"],
+    )
+    tls_seconds = watch.seconds if watch else None
+    connect = result.timings.connect
+    if connect is not None and tls_seconds is not None:
+        connect -= tls_seconds
+    for phase, seconds in (
+        ("connect", connect),
+        ("tls", tls_seconds),
+        ("associate", result.timings.associate),
+        ("echo", result.timings.echo),
+        ("release", result.timings.release),
+    ):
+        if seconds is not None:
+            phases.add_metric([phase], seconds)
+    families.append(phases)
+    if result.status is not None:
+        families.append(gauge("probe_dicom_status", result.status))
+    families.append(
+        gauge(
+            "probe_dicom_info",
+            1,
+            outcome=result.outcome,
+            peer_ae=result.peer_ae or "",
+            implementation_class_uid=result.peer_implementation_class_uid or "",
+            implementation_version_name=result.peer_implementation_version_name or "",
+            transfer_syntax=result.transfer_syntax or "",
+        )
+    )
+    if result.tls_version:
+        families.append(gauge("probe_tls_version_info", 1, version="TLS 1.3"))
+    if watch is not None and watch.earliest_expiry() is not None:
+        families.append(gauge("probe_ssl_earliest_cert_expiry", watch.earliest_expiry() or 0))
+
+    class Families(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families())
+    return generate_latest(registry)
+
+
+def test_the_exposition_is_prometheus_clients(certs: Certs) -> None:
+    success = EchoResult(
+        "127.0.0.1",
+        104,
+        status=0,
+        timings=Timings(0.0012, 0.0003, 0.0004, 0.0002, 0.0021),
+        peer_ae="PACS",
+        peer_implementation_class_uid="1.2.3.4",
+        peer_implementation_version_name='odd "name"\\ \nhere',
+        transfer_syntax="1.2.840.10008.1.2",
+        tls_version="TLSv1.3",
+    )
+    watch = tls_watch.HandshakeWatch()
+    watch.seconds = 0.0007
+    watch.certificates = [
+        x509.load_pem_x509_certificate(certs.server.cert.read_bytes()).public_bytes(Encoding.DER)
+    ]
+    refused = EchoResult("127.0.0.1", 104, error=ConnectionRefused("refused", host="h", port=1))
+    rejected_status = EchoResult(
+        "127.0.0.1", 104, status=0x0122, timings=Timings(1e-7, 123456789.5)
+    )
+    for result, seconds, tls in (
+        (success, 0.0025, watch),
+        (success, 1e-9, None),
+        (refused, 0.5, None),
+        (rejected_status, 2.0, None),
+    ):
+        assert probe.exposition(result, seconds, tls) == reference(result, seconds, tls)
+    assert probe.overloaded(5) == samples_text_of_overloaded()
+
+
+def samples_text_of_overloaded() -> bytes:
+    families = [
+        GaugeMetricFamily("probe_success", probe.METRICS["probe_success"], value=0),
+        GaugeMetricFamily(
+            "probe_duration_seconds", probe.METRICS["probe_duration_seconds"], value=0
+        ),
+    ]
+    info = GaugeMetricFamily(
+        "probe_dicom_info", probe.METRICS["probe_dicom_info"], labels=list(probe.INFO_LABELS)
+    )
+    info.add_metric(["", "", "overloaded", "", ""], 1)
+    families.append(info)
+
+    class Families(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families())
+    return generate_latest(registry)

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from asyncecho.client import verify
 from asyncecho.exporter import tls_watch
@@ -83,112 +81,105 @@ async def run(module: Module, target: Target, seconds: float) -> tuple[EchoResul
         if token is not None:
             tls_watch.current.reset(token)
     duration = time.perf_counter() - started
-    return result, exposition(ProbeMetrics(result, duration, watch))
+    return result, exposition(result, duration, watch)
+
+
+#: A value as prometheus_client writes it (Go's float formatting); typed here.
+_number: Callable[[float], str] = floatToGoString
+
+#: (name, help) of every metric a probe answers with, in the order written.
+METRICS = {
+    "probe_success": "Whether the C-ECHO succeeded",
+    "probe_duration_seconds": "How long the probe took, in seconds",
+    "probe_dicom_duration_seconds": (
+        "Seconds spent in each phase of the association (the phases reached)"
+    ),
+    "probe_dicom_status": "The C-ECHO-RSP's status",
+    "probe_dicom_info": "The probe's outcome and what the peer said of itself",
+    "probe_tls_version_info": "The TLS version the connection used",
+    "probe_ssl_earliest_cert_expiry": (
+        "The earliest expiry of the peer's certificates, in unix seconds"
+    ),
+}
+_HEADER = {name: f"# HELP {name} {text}\n# TYPE {name} gauge\n" for name, text in METRICS.items()}
+#: The labels of probe_dicom_info, sorted (as prometheus_client writes them).
+INFO_LABELS = (
+    "implementation_class_uid",
+    "implementation_version_name",
+    "outcome",
+    "peer_ae",
+    "transfer_syntax",
+)
+
+
+def _escape(value: str) -> str:
+    """A label value in the text format: backslash, newline and quote escaped."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _labels(pairs: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(pairs.items())) + "}"
+
+
+def _metric(name: str, value: float, labels: str = "") -> str:
+    return f"{_HEADER[name]}{name}{labels} {_number(value)}\n"
+
+
+def exposition(
+    result: EchoResult, duration: float, watch: tls_watch.HandshakeWatch | None
+) -> bytes:
+    """What one probe found, in the text format."""
+    timings = result.timings
+    tls_seconds = watch.seconds if watch is not None else None
+    connect = timings.connect
+    if connect is not None and tls_seconds is not None:
+        connect = max(connect - tls_seconds, 0.0)  # timings.connect holds the handshake
+    out = [
+        _metric("probe_success", 1 if result.ok else 0),
+        _metric("probe_duration_seconds", duration),
+        _HEADER["probe_dicom_duration_seconds"],
+    ]
+    for phase, seconds in (
+        ("connect", connect),
+        ("tls", tls_seconds),
+        ("associate", timings.associate),
+        ("echo", timings.echo),
+        ("release", timings.release),
+    ):
+        if seconds is not None:
+            out.append(f'probe_dicom_duration_seconds{{phase="{phase}"}} {_number(seconds)}\n')
+    if result.status is not None:
+        out.append(_metric("probe_dicom_status", result.status))
+    info = (
+        result.peer_implementation_class_uid,
+        result.peer_implementation_version_name,
+        result.outcome,
+        result.peer_ae,
+        result.transfer_syntax,
+    )
+    labels = {name: text or "" for name, text in zip(INFO_LABELS, info, strict=True)}
+    out.append(_metric("probe_dicom_info", 1, _labels(labels)))
+    if result.tls_version is not None:
+        version = {"version": _blackbox_tls_version(result.tls_version)}
+        out.append(_metric("probe_tls_version_info", 1, _labels(version)))
+    expiry = watch.earliest_expiry() if watch is not None else None
+    if expiry is not None:
+        out.append(_metric("probe_ssl_earliest_cert_expiry", expiry))
+    return "".join(out).encode()
 
 
 def overloaded(limit: int) -> bytes:
-    """The answer to a probe over the bound: a failure, said at once."""
-    return exposition(Refusal(limit))
-
-
-def exposition(collector: Collector) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return generate_latest(registry)
-
-
-def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, text, value=value)
-
-
-def _info(name: str, text: str, labels: dict[str, str]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, text, labels=list(labels))
-    family.add_metric(list(labels.values()), 1)
-    return family
-
-
-class ProbeMetrics(Collector):
-    """What one probe found, as metric families."""
-
-    def __init__(
-        self, result: EchoResult, duration: float, watch: tls_watch.HandshakeWatch | None
-    ) -> None:
-        self.result = result
-        self.duration = duration
-        self.watch = watch
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        result, watch = self.result, self.watch
-        yield _gauge("probe_success", "Whether the C-ECHO succeeded", 1 if result.ok else 0)
-        yield _gauge("probe_duration_seconds", "How long the probe took, in seconds", self.duration)
-        phases = GaugeMetricFamily(
-            "probe_dicom_duration_seconds",
-            "Seconds spent in each phase of the association (the phases reached)",
-            labels=["phase"],
+    """The answer to a probe over the bound (`limit` in flight): a failure,
+    said at once, with the outcome `overloaded`."""
+    info = dict.fromkeys(INFO_LABELS, "")
+    info["outcome"] = OVERLOADED
+    return "".join(
+        (
+            _metric("probe_success", 0),
+            _metric("probe_duration_seconds", 0),
+            _metric("probe_dicom_info", 1, _labels(info)),
         )
-        timings = result.timings
-        tls_seconds = watch.seconds if watch is not None else None
-        connect = timings.connect
-        if connect is not None and tls_seconds is not None:
-            connect = max(connect - tls_seconds, 0.0)  # timings.connect holds the handshake
-        for phase, seconds in (
-            ("connect", connect),
-            ("tls", tls_seconds),
-            ("associate", timings.associate),
-            ("echo", timings.echo),
-            ("release", timings.release),
-        ):
-            if seconds is not None:
-                phases.add_metric([phase], seconds)
-        yield phases
-        if result.status is not None:
-            yield _gauge("probe_dicom_status", "The C-ECHO-RSP's status", result.status)
-        yield _info(
-            "probe_dicom_info",
-            "The probe's outcome and what the peer said of itself",
-            {
-                "outcome": result.outcome,
-                "peer_ae": result.peer_ae or "",
-                "implementation_class_uid": result.peer_implementation_class_uid or "",
-                "implementation_version_name": result.peer_implementation_version_name or "",
-                "transfer_syntax": result.transfer_syntax or "",
-            },
-        )
-        if result.tls_version is not None:
-            yield _info(
-                "probe_tls_version_info",
-                "The TLS version the connection used",
-                {"version": _blackbox_tls_version(result.tls_version)},
-            )
-        expiry = watch.earliest_expiry() if watch is not None else None
-        if expiry is not None:
-            yield _gauge(
-                "probe_ssl_earliest_cert_expiry",
-                "The earliest expiry of the peer's certificates, in unix seconds",
-                expiry,
-            )
-
-
-class Refusal(Collector):
-    """A probe not run: the exporter had its limit of probes in flight."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield _gauge("probe_success", "Whether the C-ECHO succeeded", 0)
-        yield _gauge("probe_duration_seconds", "How long the probe took, in seconds", 0)
-        yield _info(
-            "probe_dicom_info",
-            f"The probe's outcome: {OVERLOADED} (the exporter had {self.limit} probes in flight)",
-            {
-                "outcome": OVERLOADED,
-                "peer_ae": "",
-                "implementation_class_uid": "",
-                "implementation_version_name": "",
-                "transfer_syntax": "",
-            },
-        )
+    ).encode()
 
 
 def _blackbox_tls_version(version: str) -> str:
