@@ -2,8 +2,8 @@
 pattern (`asyncecho exporter`).
 
 - `config`: the YAML config (modules) read and checked into frozen values;
-- `probe`: one probe (one association through `asyncecho.verify`) and the
-  metrics it answers with, in a registry of its own;
+- `probe`: a target parsed, one probe (one association through
+  `asyncecho.verify`) and the metrics it answers with, its own alone;
 - `tls_watch`: what the TLS handshake says that `EchoResult` does not (its
   time, the peer's certificate expiry);
 - `app`: the aiohttp application (/probe, /metrics, /-/healthy, /-/reload).
