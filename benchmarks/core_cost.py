@@ -6,7 +6,7 @@
   `Association`, its `UpperLayer` and the `EchoDriver`, on a channel that
   only records what is written), fed the minimal SCP's A-ASSOCIATE-AC,
   C-ECHO-RSP and A-RELEASE-RP one read each, and the result built;
-- SCP: a `AcceptorSession` fed the raw client's A-ASSOCIATE-RQ,
+- SCP: an `AcceptorSession` fed the raw client's A-ASSOCIATE-RQ,
   C-ECHO-RQ and A-RELEASE-RQ, then the close.
 
 This is the floor of what asyncecho adds to a raw-bytes client on any loop:
@@ -103,12 +103,14 @@ def _policy() -> AcceptorPolicy:
 def scp_association() -> None:
     acceptor = AcceptorSession(_policy(), network_timeout=30.0)
     acceptor.connection_made(_NOW)
-    answered = 0
-    for pdu in (pdus.ASSOCIATE_RQ, pdus.ECHO_RQ, pdus.RELEASE_RQ):
-        answered += sum(isinstance(e, EchoAnswered) for e in acceptor.receive_data(pdu, _NOW))
-        acceptor.data_to_send()
+    acceptor.receive_data(pdus.ASSOCIATE_RQ, _NOW)
+    acceptor.data_to_send()
+    answered = acceptor.receive_data(pdus.ECHO_RQ, _NOW)
+    acceptor.data_to_send()
+    acceptor.receive_data(pdus.RELEASE_RQ, _NOW)
+    acceptor.data_to_send()
     acceptor.connection_lost(_NOW)
-    if answered != 1:
+    if answered != [EchoAnswered(1, 0)]:
         raise RuntimeError("the SCP did not answer the C-ECHO")
 
 
