@@ -27,10 +27,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncecho
-from asyncecho.client import Association, EchoOptions
-from asyncecho.echo_driver import EchoDriver
+from asyncecho.association import Association
+from asyncecho.options import EchoOptions
+from asyncecho.protocol.requestor import Failure
 from asyncecho.results import EchoResult
 from asyncecho.transport.asyncio_channel import Listener
+from asyncecho.transport.asyncio_requestor import AsyncioRequestor
 
 from . import procstat
 from .raw_client import raw_echo
@@ -40,7 +42,7 @@ HOST = "127.0.0.1"
 
 
 class _BareChannel:
-    """Just what the echo driver calls, on a plain transport; no timer."""
+    """Just what the asyncio requestor driver calls, on a plain transport; no timer."""
 
     tls_version = None
     error = None
@@ -99,14 +101,16 @@ _OPTIONS = EchoOptions()
 async def core_echo(host: str, port: int) -> EchoResult:
     """One association: the raw client's way of connecting, asyncecho's core."""
     loop = asyncio.get_running_loop()
-    assoc = Association(host, port, _OPTIONS)
-    assoc._upper.request(assoc.rq)
+    assoc = Association(host, port, _OPTIONS, echoes=True)
+    assoc._session.start(loop.time())
     channel = _BareChannel(loop)
     await loop.create_connection(lambda: _BareProtocol(channel), host, port)
-    done: asyncio.Future[int] = loop.create_future()
-    EchoDriver(assoc, channel, done).start()  # type: ignore[arg-type]
-    status = await done
-    return assoc.result(status, 1, assoc.echo_time, total=None)
+    driver = AsyncioRequestor(assoc._session, channel, None)  # type: ignore[arg-type]
+    driver.start()
+    end = await driver.outcome(final=True)
+    if isinstance(end, Failure):
+        raise RuntimeError(f"the association failed: {end!r}")
+    return assoc.result()
 
 
 #: per competitor, per round: (µs of CPU per association, µs of it in the

@@ -3,9 +3,9 @@
     python -m benchmarks.profiling core [-n 20000] [--profile]
 
 - client: what `echo()` runs for one association once connected (the
-  `Association`, its `UpperLayer` and the `EchoDriver`, on a channel that
-  only records what is written), fed the minimal SCP's A-ASSOCIATE-AC,
-  C-ECHO-RSP and A-RELEASE-RP one read each, and the result built;
+  `Association` and its `RequestorSession`), fed the minimal SCP's
+  A-ASSOCIATE-AC, C-ECHO-RSP and A-RELEASE-RP one read each, its events
+  taken and the result built;
 - SCP: an `AcceptorSession` fed the raw client's A-ASSOCIATE-RQ,
   C-ECHO-RQ and A-RELEASE-RQ, then the close.
 
@@ -23,76 +23,36 @@ import pstats
 import time
 from collections.abc import Callable
 
-from asyncecho.client import Association, EchoOptions
-from asyncecho.echo_driver import EchoDriver
+from asyncecho.association import Association
+from asyncecho.options import EchoOptions
 from asyncecho.protocol.acceptor import AcceptorSession, EchoAnswered
 from asyncecho.protocol.negotiation import AcceptorPolicy
+from asyncecho.protocol.requestor import Released, SessionEvent
 
 from . import pdus
 
 _NOW = 1.0
 
 
-class _RecordingChannel:
-    """The part of `AsyncioChannel` the echo driver uses; keeps the writes."""
-
-    tls_version = None
-    error = None
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def now(self) -> float:
-        return _NOW
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def listen(self, listener: object) -> None:
-        pass
-
-    def stop_listening(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def call_at(self, when: float) -> None:
-        pass
-
-    def quickack(self) -> None:
-        pass
-
-
-class _Done:
-    """The future the driver resolves."""
-
-    def __init__(self) -> None:
-        self.value: object = None
-
-    def done(self) -> bool:
-        return self.value is not None
-
-    def set_result(self, value: object) -> None:
-        self.value = value
-
-    def set_exception(self, error: BaseException) -> None:
-        self.value = error
+_OPTIONS = EchoOptions()
 
 
 def client_association() -> None:
-    assoc = Association("127.0.0.1", 104, EchoOptions())
-    assoc._upper.request(assoc.rq)
-    channel = _RecordingChannel()
-    done = _Done()
-    driver = EchoDriver(assoc, channel, done)  # type: ignore[arg-type]
-    driver.start()
-    driver.on_data(pdus.ASSOCIATE_AC)
-    driver.on_data(pdus.ECHO_RSP_PREFIX + b"\x01\x00" + pdus.ECHO_RSP_SUFFIX)
-    driver.on_data(pdus.RELEASE_RP)
-    if done.value != 0:
-        raise RuntimeError(f"the client association did not succeed: {done.value!r}")
-    assoc.result(0, 1, assoc.echo_time, total=0.0)
+    assoc = Association("127.0.0.1", 104, _OPTIONS, echoes=True)
+    session = assoc._session
+    session.start(_NOW)
+    session.connection_made(_NOW)
+    session.data_to_send()
+    for pdu in (pdus.ASSOCIATE_AC, pdus.ECHO_RSP_PREFIX + b"\x01\x00" + pdus.ECHO_RSP_SUFFIX):
+        session.receive_data(pdu, _NOW)
+        session.data_to_send()
+    session.receive_data(pdus.RELEASE_RP, _NOW)
+    last: SessionEvent | None = None
+    while (event := session.next_event()) is not None:
+        last = event
+    if not isinstance(last, Released):
+        raise RuntimeError(f"the client association did not succeed: {last!r}")
+    assoc.result(now=_NOW)
 
 
 @functools.cache

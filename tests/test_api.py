@@ -604,7 +604,8 @@ async def test_tcp_nodelay_on_both_ends() -> None:
     from asyncecho.transport.asyncio_channel import AsyncioChannel
 
     async with serve(LOCALHOST, 0) as server, associate(LOCALHOST, server.port) as assoc:
-        channel = assoc._channel
+        assert assoc._driver is not None
+        channel = assoc._driver.channel
         if isinstance(channel, AsyncioChannel):
             client_sock = channel._transport.get_extra_info("socket")
             (scp,) = (scp for scp in server._closers if scp._peer == client_sock.getsockname())

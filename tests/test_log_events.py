@@ -13,7 +13,7 @@ import pytest
 
 from asyncecho import EchoOptions, associate, echo, serve, verify
 from asyncecho.client import Association
-from asyncecho.exceptions import ConnectTimeout, LocalResourceError
+from asyncecho.exceptions import LocalResourceError
 from log_capture import Record, capturing
 from peers import closed_port, silent_listener
 
@@ -129,7 +129,7 @@ async def test_a_timeout_is_a_warning_with_the_same_fields_on_either_path() -> N
 def test_our_own_limit_is_an_error() -> None:
     assoc = Association(LOCALHOST, 104, EchoOptions())
     with capturing() as capture:
-        error = assoc._connect_failed(OSError(errno.EMFILE, "Too many open files"), ConnectTimeout)
+        error = assoc._connect_failed(OSError(errno.EMFILE, "Too many open files"))
     assert isinstance(error, LocalResourceError)
     ((level, event, fields),) = capture.records
     assert (level, event, fields["outcome"]) == ("error", "connect.failed", "local-error")

@@ -230,7 +230,7 @@ class _Made(Exception):
 
 
 def _capture_association(monkeypatch: pytest.MonkeyPatch) -> None:
-    def made(host: str, port: int, options: EchoOptions) -> None:
+    def made(host: str, port: int, options: EchoOptions, **_: object) -> None:
         raise _Made(options)  # (not an EchoError: verify() lets it through)
 
     monkeypatch.setattr(client, "Association", made)
@@ -264,7 +264,7 @@ async def test_every_keyword_reaches_the_association(
     everything = await _options_of(name, **samples)
     assert everything == EchoOptions(**samples)
     # Nothing given: the shared default options, not a new object per call.
-    assert await _options_of(name) is client._DEFAULT_OPTIONS
+    assert await _options_of(name) is asyncecho.options._DEFAULT_OPTIONS
 
 
 @pytest.mark.anyio

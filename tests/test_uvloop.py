@@ -20,8 +20,9 @@ def test_echo_and_serve_on_uvloop() -> None:
             async with asyncecho.associate("127.0.0.1", server.port) as assoc:
                 statuses = [await assoc.echo() for _ in range(3)]
                 # TCP_NODELAY (uvloop sets it, as asyncio does), on both ends
-                assert isinstance(assoc._channel, AsyncioChannel)
-                client = assoc._channel._transport.get_extra_info("socket")
+                assert assoc._driver is not None
+                assert isinstance(assoc._driver.channel, AsyncioChannel)
+                client = assoc._driver.channel._transport.get_extra_info("socket")
                 (scp,) = (  # (the first echo's may not have closed yet)
                     scp for scp in server._closers if scp._peer == client.getsockname()
                 )

@@ -23,8 +23,8 @@ _EXPORTS = {
     "echo": "client",
     "verify": "client",
     "associate": "client",
-    "Association": "client",
-    "EchoOptions": "client",
+    "Association": "association",
+    "EchoOptions": "options",
     "serve": "server",
     "Server": "server",
     "ServerOptions": "server",
@@ -68,8 +68,7 @@ if TYPE_CHECKING:
     from . import identity as identity
     from . import tls as tls
     from ._version import __version__ as __version__
-    from .client import Association as Association
-    from .client import EchoOptions as EchoOptions
+    from .association import Association as Association
     from .client import associate as associate
     from .client import echo as echo
     from .client import verify as verify
@@ -93,6 +92,7 @@ if TYPE_CHECKING:
     from .exceptions import TLSHandshakeFailed as TLSHandshakeFailed
     from .logs import disable_logging as disable_logging
     from .logs import enable_logging as enable_logging
+    from .options import EchoOptions as EchoOptions
     from .protocol import uids as uids
     from .results import EchoResult as EchoResult
     from .results import Timings as Timings

@@ -26,12 +26,8 @@ A C-ECHO-RSP with a non-success status is not an exception: it is the
 from __future__ import annotations
 
 import errno as _errno
-from typing import TYPE_CHECKING
 
 from asyncecho.protocol.pdu import AssociateRJ
-
-if TYPE_CHECKING:
-    from asyncecho.client import Association
 
 
 class EchoError(Exception):
@@ -39,9 +35,6 @@ class EchoError(Exception):
 
     #: short machine-readable class, e.g. "refused", "timeout-acse"
     outcome = "error"
-    #: (internal) the association `echo()` raised it for, with the timings
-    #: of the phases it got through: `verify()` reports them
-    _association: Association | None = None
 
 
 class _SystemFailure(EchoError, OSError):

@@ -354,7 +354,8 @@ async def _associated_result(args: argparse.Namespace, security: Security) -> Ec
     import time
     from dataclasses import replace
 
-    from asyncecho.client import Association, associate
+    from asyncecho.association import Association
+    from asyncecho.client import associate
     from asyncecho.exceptions import EchoError
     from asyncecho.protocol.dimse import STATUS_SUCCESS
     from asyncecho.results import EchoResult, Timings
@@ -380,8 +381,13 @@ async def _associated_result(args: argparse.Namespace, security: Security) -> Ec
     total = time.perf_counter() - began
     if held is None:
         return EchoResult(args.addr, args.port, timings=Timings(total=total), error=error)
-    result = held.result(status, None, echo_time, total=total)
-    return replace(result, error=error) if error is not None else result
+    result = held.result(error)
+    return replace(
+        result,
+        status=status,
+        message_id=None,
+        timings=replace(result.timings, echo=echo_time, total=total),
+    )
 
 
 def json_record(args: argparse.Namespace, started: datetime, result: EchoResult) -> str:

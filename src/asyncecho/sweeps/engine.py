@@ -48,7 +48,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from asyncecho import arguments
 from asyncecho.arguments import Default, given
-from asyncecho.client import _OPTION, _OPTION_NAMES, EchoOptions, verify
+from asyncecho.client import EchoOptions, verify
+from asyncecho.options import OPTION as _OPTION
+from asyncecho.options import OPTION_NAMES as _OPTION_NAMES
 from asyncecho.protocol.pdu_items import UserIdentityRQ, UserItem
 from asyncecho.results import EchoResult
 from asyncecho.sweeps.limits import clamp_concurrency

@@ -129,6 +129,10 @@ class AsyncioChannel(asyncio.Protocol):
     def now(self) -> float:
         return self._loop.time()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
     async def send(self, data: bytes) -> None:
         self.write(data)  # (asyncio's transports never block a write)
 

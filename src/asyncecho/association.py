@@ -1,0 +1,516 @@
+"""`Association`: one requestor association as the API's user holds it.
+
+Holds `Association` (what `associate()` yields, and what `echo()` and
+`verify()` run), the connect, the choice of driver by backend, the
+mapping of the session's failures to the typed exceptions, and the log
+events of the requestor side (one place for each event's fields, whatever
+backend runs it). May import the API's own modules below it (`options`,
+`exceptions`, `results`, `logs`), `transport/` and `protocol/`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import ssl as _ssl
+from typing import TYPE_CHECKING, Any
+
+from asyncecho import logs
+from asyncecho.exceptions import (
+    AcseTimeout,
+    AssociationAborted,
+    AssociationRejected,
+    ConnectTimeout,
+    DeadlineExceeded,
+    DimseTimeout,
+    EchoError,
+    EchoTimeout,
+    LocalResourceError,
+    NetworkTimeout,
+    NoAcceptedContext,
+    ProtocolError,
+    TLSHandshakeFailed,
+    connection_error,
+)
+from asyncecho.options import EchoOptions
+from asyncecho.protocol.negotiation import build_rq
+from asyncecho.protocol.pdu import Abort, AssociateAC, AssociateRQ
+from asyncecho.protocol.pdu_items import USER_IDENTITY_TYPE_NAMES, UserIdentityAC
+from asyncecho.protocol.requestor import (
+    Accepted,
+    ConnectionClosed,
+    EchoAnswered,
+    EchoSent,
+    Failure,
+    Limits,
+    NoContext,
+    PeerAborted,
+    PeerReleased,
+    ProtocolViolation,
+    Rejected,
+    Released,
+    ReleaseSent,
+    RequestorSession,
+    RequestSent,
+    SessionEvent,
+    TimedOut,
+)
+from asyncecho.results import EchoResult, Timings
+from asyncecho.transport.asyncio_channel import open_asyncio_channel
+from asyncecho.transport.asyncio_requestor import AsyncioRequestor
+from asyncecho.transport.channel import ConnectOptions, on_asyncio
+
+if TYPE_CHECKING:
+    from asyncecho.transport.anyio_requestor import AnyioRequestor
+
+_assoc_ids = itertools.count(1)
+
+_TIMEOUTS: dict[str, type[EchoTimeout]] = {
+    "connect": ConnectTimeout,
+    "acse": AcseTimeout,
+    "dimse": DimseTimeout,
+    "network": NetworkTimeout,
+    "deadline": DeadlineExceeded,
+}
+
+
+def _root_os_error(exc: BaseException) -> BaseException:
+    """anyio wraps the per-address errors of a failed connect: dig out one
+    that says what happened."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        for inner in getattr(seen, "exceptions", None) or ():
+            found = _root_os_error(inner)
+            if isinstance(found, OSError) and found.errno is not None:
+                return found
+        seen = seen.__cause__
+    return exc
+
+
+class Association:
+    """An association (requestor side), made by `associate()`.
+
+    Methods: `echo()` (one C-ECHO, its status), `release()` (A-RELEASE),
+    `abort()` (A-ABORT). Attributes: `host`, `port`, `options` (the
+    `EchoOptions`), `id` (a per-process number, the `assoc` of log events),
+    `rq` / `ac` (the A-ASSOCIATE-RQ sent and AC received), `context_id` and
+    `transfer_syntax` (the accepted Verification context), `peer_max_pdu`,
+    `user_identity_response`, `status` (of the last C-ECHO), `tls_version`,
+    and the seconds the phases took: `connect_time`, `associate_time`,
+    `echo_time`, `release_time`. The session and driver it runs are private.
+    """
+
+    __slots__ = ("_driver", "_session", "host", "id", "options", "port")
+
+    def __init__(
+        self, host: str, port: int, options: EchoOptions, *, echoes: bool = False
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.options = options
+        self.id = next(_assoc_ids)
+        rq = build_rq(
+            calling_ae=options.calling_ae,
+            called_ae=options.called_ae,
+            transfer_syntaxes=options.transfer_syntaxes,
+            max_pdu=options.max_pdu,
+            extra_user_items=(
+                *options.user_items,
+                *([options.user_identity] if options.user_identity else []),
+            ),
+        )
+        limits = Limits(
+            options.connect_timeout,
+            options.acse_timeout,
+            options.dimse_timeout,
+            options.network_timeout,
+            options.deadline,
+        )
+        self._session = RequestorSession(rq, limits, echoes=echoes)
+        self._driver: AsyncioRequestor | AnyioRequestor | None = None
+
+    # --- running it ---------------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Connect, send the A-ASSOCIATE-RQ; raises the typed failure of the
+        connect. (The answer is the next outcome.)"""
+        session, options = self._session, self.options
+        asyncio_loop = on_asyncio()
+        now = _now(asyncio_loop)
+        session.start(now)
+        if logs.enabled:
+            self._log("connect.start", tls=options.ssl is not None)
+        limit, _ = session.connect_limit()
+        server_hostname = options.server_hostname
+        if server_hostname is None and options.ssl is not None:
+            server_hostname = self.host
+        try:
+            if asyncio_loop:
+                channel = await open_asyncio_channel(
+                    self.host, self.port, limit, options.ssl, server_hostname
+                )
+            else:
+                from asyncecho.transport.anyio_channel import open_anyio_channel
+
+                connect = ConnectOptions(self.host, self.port, limit, options.ssl, server_hostname)
+                stream = await open_anyio_channel(connect)
+        except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
+            raise self._connect_failed(exc) from None
+        report = self._report if logs.enabled else None
+        if asyncio_loop:
+            driver = AsyncioRequestor(session, channel, report)
+            self._driver = driver
+            driver.start()
+        else:
+            from asyncecho.transport.anyio_requestor import AnyioRequestor
+
+            other = AnyioRequestor(session, stream, report)
+            self._driver = other
+            await other.start()
+
+    async def _outcome(self, *, final: bool = False) -> SessionEvent:
+        """The session's next answer (or its end, with `final`); a failure
+        raised as its exception. Cancelled or failed: aborted."""
+        driver = self._driver
+        assert driver is not None
+        try:
+            event = await driver.outcome(final=final)
+        except BaseException:
+            await self._abort_now()
+            raise
+        if isinstance(event, Failure):
+            raise self._error_for(event)
+        return event
+
+    async def _associate(self) -> None:
+        """`_open()` and the A-ASSOCIATE answer; raises unless an association
+        with a Verification context exists."""
+        await self._open()
+        accepted = await self._outcome()
+        assert isinstance(accepted, Accepted)
+        if not accepted.context_id:
+            await self._outcome(final=True)  # released, then NoContext raised
+
+    async def echo(self) -> int:
+        """Send one C-ECHO-RQ; return the response's status."""
+        session = self._session
+        if self._driver is None:
+            raise RuntimeError("no established association")
+        session.echo(self._driver.channel.now())
+        event = await self._outcome()
+        if not isinstance(event, EchoAnswered):
+            # The peer released the association while nothing was outstanding
+            # (answered at once); this request is what fails.
+            raise self._error_for(PeerReleased())
+        return event.status
+
+    async def release(self) -> None:
+        """A-RELEASE (PS3.8 7.2); handles a release collision (Sta9-Sta12)."""
+        session = self._session
+        if self._driver is None or session.finished:
+            return
+        session.release(self._driver.channel.now())
+        await self._outcome()
+
+    async def abort(self) -> None:
+        """A-ABORT (PS3.8 7.3): send it and close at once."""
+        self._log("abort.request")
+        await self._abort_now()
+
+    async def _abort_now(self) -> None:
+        driver = self._driver
+        if driver is None:
+            return
+        if isinstance(driver, AsyncioRequestor):
+            driver.abort()  # (asyncio's transport calls never block: nothing to shield)
+            return
+        import anyio
+
+        with anyio.CancelScope(shield=True):
+            await driver.abort()
+
+    # --- failures ---------------------------------------------------------------------
+
+    def _connect_failed(self, exc: OSError) -> EchoError:
+        """The typed failure for what the transport connect raised."""
+        if isinstance(exc, TimeoutError):
+            timed_out = self._session.connect_timed_out()
+            timeout = _TIMEOUTS[timed_out.phase](timed_out.timeout)
+            self._log_failure("connect.timeout", timeout, timeout=timeout.timeout)
+            return timeout
+        if isinstance(exc, _ssl.SSLError):
+            return self._tls_failed(exc)
+        root = _root_os_error(exc)
+        error = connection_error(root if isinstance(root, OSError) else exc, self.host, self.port)
+        self._log_failure("connect.failed", error, reason=error.reason, errno=error.errno)
+        return error
+
+    def _tls_failed(self, exc: _ssl.SSLError) -> TLSHandshakeFailed:
+        from asyncecho.tls import describe_ssl_error
+
+        why = describe_ssl_error(exc)
+        error = TLSHandshakeFailed(
+            f"TLS handshake with {self.host}:{self.port} failed: {why}",
+            host=self.host,
+            port=self.port,
+            os_error=exc,
+        )
+        self._log_failure("connect.tls_failed", error, reason=why)
+        return error
+
+    def _error_for(self, failure: Failure) -> EchoError:
+        """The exception for how the session failed (logged)."""
+        if isinstance(failure, TimedOut):
+            timeout = _TIMEOUTS[failure.phase](failure.timeout)
+            self._log_failure("timeout", timeout, phase=timeout.phase, timeout=timeout.timeout)
+            return timeout
+        if isinstance(failure, Rejected):
+            rejected = AssociationRejected(failure.rj)
+            self._log_failure(
+                "associate.rejected",
+                rejected,
+                result=rejected.result_name,
+                source=rejected.source_name,
+                reason=rejected.reason_name,
+                result_code=rejected.result,
+                source_code=rejected.source,
+                reason_code=rejected.reason,
+            )
+            return rejected
+        if isinstance(failure, PeerAborted):
+            pdu = Abort(failure.source, failure.reason)
+            aborted = AssociationAborted(
+                "association aborted by the peer "
+                f"(source: {pdu.source_name}, reason: {pdu.reason_name})",
+                source=failure.source,
+                reason=failure.reason,
+            )
+            self._log_failure(
+                "aborted",
+                aborted,
+                reason="A-ABORT",
+                source=pdu.source_name,
+                abort_reason=pdu.reason_name,
+            )
+            return aborted
+        if isinstance(failure, ConnectionClosed):
+            return self._closed(failure)
+        if isinstance(failure, ProtocolViolation):
+            error = ProtocolError(
+                f"protocol error from the peer, association aborted: {failure.problem}"
+            )
+            self._log_failure("protocol_error", error, reason=failure.problem)
+            return error
+        if isinstance(failure, NoContext):
+            refused = NoAcceptedContext(failure.results)
+            self._log_failure(
+                "associate.no_context",
+                refused,
+                results=[f"{cid}: {name}" for cid, name in sorted(failure.results.items())],
+            )
+            return refused
+        assert isinstance(failure, PeerReleased)
+        released = AssociationAborted("the peer released the association with a request outstanding")
+        self._log_failure("aborted", released, reason="A-RELEASE-RQ with a request outstanding")
+        return released
+
+    def _closed(self, failure: ConnectionClosed) -> EchoError:
+        channel = self._driver.channel if self._driver is not None else None
+        cause = channel.error if channel is not None else None
+        if isinstance(cause, _ssl.SSLError):
+            # TLS 1.3 reports a refused client certificate after the
+            # handshake, on the first read.
+            return self._tls_failed(cause)
+        if failure.unannounced:
+            message = "the connection closed without an A-ABORT"
+        else:
+            message = "the peer closed the connection during the association"
+            if self.tls_version and not failure.accepted:
+                # TLS 1.3 checks a client certificate after the handshake;
+                # asyncio reports the peer's alert only as a close.
+                message += " (over TLS: the peer may require a client certificate we did not send)"
+        closed = AssociationAborted(message)
+        self._log_failure("aborted", closed, reason="connection closed")
+        return closed
+
+    # --- log events ------------------------------------------------------------------
+    # Every event has `assoc` and `peer`; the values are flat (str, int,
+    # float, bool, None, lists of str), never PDU objects, except in the two
+    # debug-level `*.pdu` events that exist to carry the PDU (for the CLI's
+    # -d; a PDU's repr never shows a passcode).
+
+    def _log(self, event: str, level: str = "info", **fields: Any) -> None:
+        logs.log(event, level, assoc=self.id, peer=f"{self.host}:{self.port}", **fields)
+
+    def _report(self, event: SessionEvent) -> None:
+        """The driver's report of each session event, in order (only while
+        logging is enabled)."""
+        if isinstance(event, RequestSent):
+            self._log_request(event.rq)
+        elif isinstance(event, Accepted):
+            self._log_accepted(event)
+        elif isinstance(event, EchoSent):
+            self._log("echo.request", message_id=event.message_id)
+        elif isinstance(event, EchoAnswered):
+            from asyncecho.protocol.dimse import status_name
+
+            self._log(
+                "echo.response",
+                message_id=event.message_id,
+                status=event.status,
+                status_name=status_name(event.status),
+                seconds=event.seconds,
+            )
+        elif isinstance(event, ReleaseSent):
+            self._log("release.request")
+        elif isinstance(event, Released):
+            self._log("release.confirmed", seconds=event.seconds, total_seconds=self._elapsed())
+        # (a Failure is logged with the exception made for it: `_error_for`)
+
+    def _log_request(self, rq: AssociateRQ) -> None:
+        options = self.options
+        self._log("associate.request.pdu", "debug", pdu=rq)
+        contexts = rq.presentation_contexts
+        identity = options.user_identity
+        self._log(
+            "associate.request",
+            calling_ae=rq.calling_ae,
+            called_ae=rq.called_ae,
+            contexts=len(contexts),
+            abstract_syntaxes=sorted({pc.abstract_syntax for pc in contexts}),
+            transfer_syntaxes=list(options.transfer_syntaxes),
+            max_pdu=options.max_pdu,
+            user_identity=None
+            if identity is None
+            else USER_IDENTITY_TYPE_NAMES.get(identity.identity_type, str(identity.identity_type)),
+            tls_version=self.tls_version,
+            connect_seconds=self.connect_time,
+        )
+
+    def _log_accepted(self, event: Accepted) -> None:
+        ac, rq = event.ac, self.rq
+        self._log("associate.accepted.pdu", "debug", pdu=ac, rq=rq)
+        self._log(
+            "associate.accepted",
+            calling_ae=rq.calling_ae,
+            called_ae=rq.called_ae,
+            peer_ae=ac.called_ae,
+            contexts_accepted=sum(1 for pc in ac.presentation_contexts if pc.result == 0),
+            transfer_syntax=event.transfer_syntax,
+            peer_max_pdu=ac.max_length,
+            peer_implementation_class_uid=ac.implementation_class_uid,
+            peer_implementation_version_name=ac.implementation_version_name,
+            seconds=event.seconds,
+        )
+
+    def _log_failure(self, event: str, error: EchoError, **fields: Any) -> None:
+        """A failure: a warning when the peer or the network is the cause (a
+        target being down is no error of this program), an error when this
+        machine is (LocalResourceError)."""
+        if logs.enabled:
+            level = "error" if isinstance(error, LocalResourceError) else "warning"
+            self._log(event, level, outcome=error.outcome, **fields)
+
+    # --- what the association is --------------------------------------------------------
+
+    @property
+    def rq(self) -> AssociateRQ:
+        return self._session.rq
+
+    @property
+    def ac(self) -> AssociateAC | None:
+        return self._session.ac
+
+    @property
+    def context_id(self) -> int:
+        return self._session.context_id
+
+    @property
+    def transfer_syntax(self) -> str | None:
+        return self._session.transfer_syntax
+
+    @property
+    def status(self) -> int | None:
+        return self._session.status
+
+    @property
+    def connect_time(self) -> float | None:
+        return self._session.connect_time
+
+    @property
+    def associate_time(self) -> float | None:
+        return self._session.associate_time
+
+    @property
+    def echo_time(self) -> float | None:
+        return self._session.echo_time
+
+    @property
+    def release_time(self) -> float | None:
+        return self._session.release_time
+
+    @property
+    def tls_version(self) -> str | None:
+        return self._driver.channel.tls_version if self._driver is not None else None
+
+    @property
+    def peer_max_pdu(self) -> int | None:
+        ac = self._session.ac
+        return ac.max_length if ac else None
+
+    @property
+    def user_identity_response(self) -> bytes | None:
+        ac = self._session.ac
+        if ac is None:
+            return None
+        for item in ac.user_items:
+            if isinstance(item, UserIdentityAC):
+                return item.server_response
+        return None
+
+    def _elapsed(self) -> float | None:
+        session = self._session
+        if not session.started:
+            return None
+        return _now(on_asyncio()) - session.started
+
+    def result(self, error: EchoError | None = None, *, now: float | None = None) -> EchoResult:
+        """What the association learnt, as an `EchoResult` (with `error`:
+        the failure, after the phases it got through); `total` up to `now`
+        (default: the running loop's time)."""
+        session = self._session
+        ac = session.ac
+        status = session.status
+        return EchoResult(
+            host=self.host,
+            port=self.port,
+            status=status,
+            message_id=session.message_id if status is not None else None,
+            timings=Timings(
+                session.connect_time,
+                session.associate_time,
+                session.echo_time,
+                session.release_time,
+                self._elapsed() if now is None else now - session.started,
+            ),
+            peer_ae=ac.called_ae if ac else None,
+            peer_implementation_class_uid=ac.implementation_class_uid if ac else None,
+            peer_implementation_version_name=ac.implementation_version_name if ac else None,
+            peer_max_pdu=ac.max_length if ac else None,
+            transfer_syntax=session.transfer_syntax,
+            tls_version=self.tls_version,
+            user_identity_response=self.user_identity_response,
+            error=error,
+        )
+
+
+def _now(asyncio_loop: bool) -> float:
+    if asyncio_loop:
+        import asyncio
+
+        return asyncio.get_running_loop().time()
+    import anyio
+
+    return anyio.current_time()
+
