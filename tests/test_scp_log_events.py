@@ -18,8 +18,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 import certs as pki
-from asyncecho import echo, serve, verify
-from asyncecho import server_logs
+from asyncecho import echo, serve, server_logs, verify
 from asyncecho.cli import output as cli_output
 from asyncecho.protocol.negotiation import build_rq
 from log_capture import WAIT, Record, capturing
