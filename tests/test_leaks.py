@@ -210,7 +210,7 @@ def _objects_of_ours(collect: bool = True) -> Counter[str]:
 async def test_open_scp_connections_keep_few_objects_and_no_timer_and_leave_nothing() -> None:
     """Each connection serve() holds open on asyncio, associated and after a
     C-ECHO, keeps at most four objects of ours alive (its protocol, its
-    acceptor, the upper layer and the upper layer's state machine): no
+    session, the upper layer and the upper layer's state machine): no
     framer until a read splits a PDU, no message assembler until a message
     comes in fragments, and no loop timer of its own (its ARTIM and idle
     limits are on the server's timer wheel). Every object a thousand open

@@ -124,12 +124,12 @@ class AcceptorSession:
         "_happened",
         "_last",
         "_partial_since",
+        "_upper",
         "busy",
         "check_identity",
         "dimse_timeout",
         "network_timeout",
         "policy",
-        "upper",
     )
 
     def __init__(
@@ -151,7 +151,7 @@ class AcceptorSession:
         self._partial_since: float | None = None  # when the PDU now in progress began
         self._happened: list[object] | None = None  # while a read is taken in
         self._ended = False  # AssociationEnded was handed out
-        self.upper = UpperLayer(
+        self._upper = UpperLayer(
             requestor=False, max_pdu=policy.max_pdu, artim_timeout=artim_timeout
         )
 
@@ -160,7 +160,7 @@ class AcceptorSession:
     @property
     def should_close(self) -> bool:
         """The table says close the transport (at once, after a timer)."""
-        return self.upper.should_close
+        return self._upper.should_close
 
     @property
     def partial_pdu(self) -> bool:
@@ -168,11 +168,11 @@ class AcceptorSession:
         return self._partial_since is not None
 
     def data_to_send(self) -> bytes:
-        return self.upper.data_to_send()
+        return self._upper.data_to_send()
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` next has something to do (None: nothing)."""
-        artim = self.upper.artim_deadline
+        artim = self._upper.artim_deadline
         if artim is not None:
             # ARTIM runs exactly while there is no association (Sta2, Sta13):
             # it alone bounds the wait then.
@@ -189,7 +189,7 @@ class AcceptorSession:
 
     def connection_made(self, now: float) -> None:
         self._last = now
-        self.upper.connection_made(now)  # Evt5: Sta2, ARTIM
+        self._upper.connection_made(now)  # Evt5: Sta2, ARTIM
 
     def touch(self, now: float) -> None:
         """The peer showed it is alive without sending (it read our data)."""
@@ -204,10 +204,10 @@ class AcceptorSession:
             # Each event answered as its PDU is taken in, before the next
             # PDU of the same read: exactly as if TCP had delivered them
             # one by one (see UpperLayer.receive_data).
-            self.upper.receive_data(data, now, self._on_event)
+            self._upper.receive_data(data, now, self._on_event)
         finally:
             self._happened = None
-        if not self.upper.partial_pdu:
+        if not self._upper.partial_pdu:
             self._partial_since = None
         elif self._partial_since is None:
             self._partial_since = now
@@ -216,7 +216,7 @@ class AcceptorSession:
     def decide(self, accepted: bool, server_response: bytes | None, now: float) -> list[object]:
         """The identity check's answer (after `IdentityCheckNeeded`). The
         server response is sent only if the requestor asked for one."""
-        upper = self.upper
+        upper = self._upper
         rq = upper.rq
         if upper.state is not State.STA3 or rq is None:
             # Needed: the check ran while the peer could still act (an
@@ -239,7 +239,7 @@ class AcceptorSession:
         `should_close`, and nothing more is awaited), or a peer too slow for
         our limits (an A-ABORT, `Stalled`). Before `next_deadline()`,
         nothing."""
-        upper = self.upper
+        upper = self._upper
         if upper.artim_deadline is not None:
             # (a no-op before the deadline; after it AA-2: Sta1)
             return self._ending(list(upper.handle_timer(now)))
@@ -257,15 +257,15 @@ class AcceptorSession:
         return self._ending([Stalled(kind)])
 
     def connection_lost(self, now: float) -> list[object]:
-        return self._ending(list(self.upper.connection_lost(now)))
+        return self._ending(list(self._upper.connection_lost(now)))
 
     def abort(self, now: float) -> list[object]:
         """Abort the association (the server is shutting down): an A-ABORT
         to write before closing, where there is an association to abort.
         Before the A-ASSOCIATE-RQ (Sta2) there is none: just close."""
-        if self.upper.state is _STA2:
+        if self._upper.state is _STA2:
             return []
-        self.upper.abort(now)  # (a no-op in Sta1 and Sta13)
+        self._upper.abort(now)  # (a no-op in Sta1 and Sta13)
         return self._ending([])
 
     def fail(self) -> bytes:
@@ -273,12 +273,12 @@ class AcceptorSession:
         write before closing (service provider, reason not specified), or
         nothing where there is no association to abort. The upper layer is
         not asked to do anything more (it may be what failed)."""
-        return b"" if self.upper.state in _NOTHING_TO_ABORT else PROVIDER_ABORT
+        return b"" if self._upper.state in _NOTHING_TO_ABORT else PROVIDER_ABORT
 
     # --- the SCP's decisions -----------------------------------------------------------------
 
     def _ending(self, happened: list[object]) -> list[object]:
-        if not self._ended and self.upper.state in _OVER:
+        if not self._ended and self._upper.state in _OVER:
             self._ended = True
             happened.append(ENDED)
         return happened
@@ -297,7 +297,7 @@ class AcceptorSession:
             # Delivered as the A-RELEASE-RQ is taken in (AR-2: Sta8), and an
             # SCP never requests a release itself (no collision, AR-8): the
             # response (AR-4) is always the table's next step.
-            self.upper.release_response(now)
+            self._upper.release_response(now)
             happened.append(event)
         else:  # Aborted
             happened.append(event)
@@ -307,16 +307,16 @@ class AcceptorSession:
         # Sta3), before any later PDU of the same read could end it.
         answer = busy_reject() if self.busy else self.policy.answer(rq)
         if isinstance(answer, AssociateRJ):
-            self.upper.reject(answer, now)
+            self._upper.reject(answer, now)
             happened.append(AssociationRefused(rq, answer))
         elif self.check_identity:
             happened.append(IdentityCheckNeeded(rq, user_identity(rq)))
         else:
-            self.upper.accept(answer, now)
+            self._upper.accept(answer, now)
             happened.append(AssociationEstablished(rq, answer))
 
     def _answer(self, event: MessageReceived, now: float, happened: list[object]) -> None:
-        upper = self.upper
+        upper = self._upper
         message = event.message
         try:
             command = decode_command(message.command)
