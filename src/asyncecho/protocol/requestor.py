@@ -1,10 +1,9 @@
 """The requestor session: one association as the SCU lives it, from the
 A-ASSOCIATE request to the release or the failure, as pure logic.
 
-Holds `RequestorSession`, the `Limits` it enforces, the events it reports
-(`RequestSent`, `Accepted`, `EchoSent`, `EchoAnswered`, `ReleaseSent`,
-`Released`) and the failures it ends with, as data (`Failure` and its
-kinds). May import the rest of `protocol/` only: no I/O, no clock.
+Holds `RequestorSession`; the `Limits` it enforces, the events it reports
+and the failures it ends with are data in `requestor_events` (re-exported
+here). May import the rest of `protocol/` only: no I/O, no clock.
 
 A driver feeds it what happens (`connection_made`, `receive_data`,
 `connection_lost`, `handle_timer`) and what its user asks (`echo`,
@@ -30,8 +29,6 @@ last the session reports.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal, TypeAlias
 
 from asyncecho.protocol import uids
 from asyncecho.protocol.dimse import C_ECHO_RSP, decode_command, encode_echo_rq
@@ -45,134 +42,29 @@ from asyncecho.protocol.events import (
     ReleaseConfirmed,
     ReleaseRequested,
 )
-from asyncecho.protocol.pdu import AssociateAC, AssociateRJ, AssociateRQ
+from asyncecho.protocol.pdu import AssociateAC, AssociateRQ
 from asyncecho.protocol.pdu_items import PC_RESULT_NAMES
+from asyncecho.protocol.requestor_events import (
+    Accepted,
+    ConnectionClosed,
+    EchoAnswered,
+    EchoSent,
+    Failure,
+    Limits,
+    NoContext,
+    PeerAborted,
+    PeerReleased,
+    Phase,
+    ProtocolViolation,
+    Rejected,
+    Released,
+    ReleaseSent,
+    RequestSent,
+    SessionEvent,
+    TimedOut,
+)
 from asyncecho.protocol.state_machine import Event as Evt
 from asyncecho.protocol.upper_layer import UpperLayer
-
-# --- the limits -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Seconds each wait may take; None: no limit."""
-
-    connect: float | None = 30.0
-    acse: float | None = 30.0
-    dimse: float | None = 30.0
-    network: float | None = 30.0
-    deadline: float | None = None
-
-
-# --- what the session reports -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSent:
-    """The A-ASSOCIATE-RQ went out (the transport is connected)."""
-
-    rq: AssociateRQ
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """The peer accepted the association (A-ASSOCIATE-AC); `context_id` 0
-    when it accepted no Verification context (a `NoContext` follows)."""
-
-    ac: AssociateAC
-    context_id: int
-    transfer_syntax: str | None
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class EchoSent:
-    message_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class EchoAnswered:
-    message_id: int
-    status: int
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseSent:
-    """The A-RELEASE-RQ went out."""
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """The association is released (terminal)."""
-
-    seconds: float
-
-
-# --- how it can fail (each one terminal) -------------------------------------------
-
-Phase: TypeAlias = Literal["connect", "acse", "dimse", "network", "deadline"]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Base of the terminal failures."""
-
-
-@dataclass(frozen=True, slots=True)
-class TimedOut(Failure):
-    """A limit passed; an A-ABORT went out (after the connect)."""
-
-    phase: Phase
-    timeout: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected(Failure):
-    rj: AssociateRJ
-
-
-@dataclass(frozen=True, slots=True)
-class PeerAborted(Failure):
-    """The peer sent an A-ABORT."""
-
-    source: int
-    reason: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed(Failure):
-    """The transport closed under the association (A-P-ABORT), or after
-    what ended it without saying why (`unannounced`)."""
-
-    accepted: bool
-    unannounced: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolViolation(Failure):
-    """The peer broke PS3.7/PS3.8; an A-ABORT went out (AA-8)."""
-
-    problem: str
-
-
-@dataclass(frozen=True, slots=True)
-class NoContext(Failure):
-    """The peer accepted none of our contexts: {context ID: result name}.
-    The association was released (or aborted if that failed)."""
-
-    results: dict[int, str]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerReleased(Failure):
-    """The peer released the association with our request outstanding
-    (answered: PS3.8 Evt14)."""
-
-
-SessionEvent: TypeAlias = (
-    RequestSent | Accepted | EchoSent | EchoAnswered | ReleaseSent | Released | Failure
-)
 
 # What the session waits for, if anything: the phase's limit applies.
 _IDLE, _ASSOCIATING, _ECHOING, _RELEASING, _OVER = range(5)
@@ -553,3 +445,25 @@ def _check_echo_response(event: MessageReceived, message_id: int) -> tuple[int, 
     if message.data_set is not None or command.has_data_set:
         return 0, "C-ECHO-RSP carries a data set"
     return command.status, None
+
+
+__all__ = [
+    "Accepted",
+    "ConnectionClosed",
+    "EchoAnswered",
+    "EchoSent",
+    "Failure",
+    "Limits",
+    "NoContext",
+    "PeerAborted",
+    "PeerReleased",
+    "Phase",
+    "ProtocolViolation",
+    "Rejected",
+    "ReleaseSent",
+    "Released",
+    "RequestSent",
+    "RequestorSession",
+    "SessionEvent",
+    "TimedOut",
+]
