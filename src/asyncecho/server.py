@@ -165,7 +165,7 @@ class _Sink:
             elif isinstance(item, AssociationEstablished):
                 server.accepted_total += 1
         if logs.enabled and events:
-            server_logs.log_events(peer, events, self._options, self._options.max_pdu)
+            server_logs.log_events(peer, events, self._options)
 
     def refused_network(self, peer: Any) -> None:
         server_logs.log_refused_network(peer)

@@ -57,9 +57,9 @@ def peer_text(peer: Any) -> str:
     return f"{peer[0]}:{peer[1]}" if peer else "?"
 
 
-def log_events(peer: Any, happened: Iterable[object], limits: Any, max_pdu: int) -> None:
-    """What a session did (see `AcceptorSession`). `limits` holds the
-    timeouts a stall names (the `ServerOptions`)."""
+def log_events(peer: Any, happened: Iterable[object], options: Any) -> None:
+    """What a session did (see `AcceptorSession`). `options` (the
+    `ServerOptions`) gives the timeout a stall names and our max_pdu."""
     where = peer_text(peer)
     for item in happened:
         if isinstance(item, EchoAnswered):
@@ -84,7 +84,7 @@ def log_events(peer: Any, happened: Iterable[object], limits: Any, max_pdu: int)
                 **_rq_fields(rq),
                 contexts_accepted=len(accepted),
                 transfer_syntax=None if first is None else accepted[first][1],
-                max_pdu=max_pdu,
+                max_pdu=options.max_pdu,
             )
         elif isinstance(item, AssociationRefused):
             rq, rj = item.rq, item.rj
@@ -114,7 +114,7 @@ def log_events(peer: Any, happened: Iterable[object], limits: Any, max_pdu: int)
                 level="warning",
                 peer=where,
                 outcome=outcome,
-                timeout=getattr(limits, limit),
+                timeout=getattr(options, limit),
                 reason=reason,
             )
 
