@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": ("cli.demo", "start a local SCP and show echoes against it (no PACS needed)"),
     "sweep": ("cli.sweep", "C-ECHO many targets at once (a file, CSV or CIDR), one record each"),
     "merge": ("cli.merge", "combine sweep records (shards, resumed runs): one per target, a summary"),
+    "report": ("cli.report", "one self-contained HTML report of sweep records (inventory, latency)"),
     "exporter": ("cli.exporter", "serve C-ECHO probes to Prometheus (/probe, blackbox style)"),
     "check": ("cli.check", "a monitoring plugin (Nagios, Icinga…): one status line, perfdata, exit 0-3"),
 }
