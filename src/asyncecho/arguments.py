@@ -9,6 +9,9 @@ socket module or the peer would make of it.
 Cheap by design: an options object is checked once when it is made (the
 shared default `EchoOptions` once per process), and the common case of each
 check is one or two type tests.
+
+May import the standard library and `protocol/` (AE-title rules) only: every
+layer above uses it.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ the network did: one hierarchy under `EchoError`.
 
 A C-ECHO-RSP with a non-success status is not an exception: it is the
 `status` of the `EchoResult`, whose `ok` is then False.
+
+May import `protocol/` (the PDUs they describe) and `tls` (error text) only.
 """
 
 from __future__ import annotations

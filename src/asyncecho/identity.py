@@ -3,6 +3,8 @@ sends, and the shape of an SCP's check.
 
 Secrets never reach a log: `UserIdentityRQ` leaves its secondary field (the
 passcode) out of its repr, and the `-d` dump masks it.
+
+May import `protocol/` only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""What an echo returns."""
+"""What an echo returns.
+
+May import `exceptions` and `protocol/` only.
+"""
 
 from __future__ import annotations
 

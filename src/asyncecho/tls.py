@@ -5,6 +5,8 @@ The contexts are plain `ssl.SSLContext`s, so anything the standard library
 can do (a custom CA store, ciphers, certificates in memory) can be passed to
 `echo(ssl=…)` / `serve(ssl=…)` directly; these helpers cover the usual case
 from files. TLS 1.2 is the floor (BCP 195, as PS3.15 B.9 asks).
+
+May import the standard library only (`ssl`, `os`).
 """
 
 from __future__ import annotations

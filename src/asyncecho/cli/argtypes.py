@@ -1,6 +1,10 @@
 """The CLI's argument types (argparse `type=` callables) and their limits,
 shared by every command: each refuses a bad value with a message argparse
-prints as a usage error (exit 2), never a traceback."""
+prints as a usage error (exit 2), never a traceback.
+
+May import the standard library, `asyncecho` itself (lazily) and
+`protocol/`; the other commands import it, never each other's privates.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """`asyncecho demo`: the main job on an embedded default. Starts `serve()` on
 an ephemeral loopback port, runs one verbose echo against it, then many
-concurrent associations on one event loop, and prints what they took."""
+concurrent associations on one event loop, and prints what they took.
+
+May import the public API (`asyncecho`, `client`, `server`, `results`,
+`collector`) and the CLI's shared modules.
+"""
 
 from __future__ import annotations
 

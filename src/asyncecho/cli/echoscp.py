@@ -3,7 +3,11 @@ echoscu's `I:`/`W:`/`E:`/`D:` style. By default it says when it starts and
 stops listening, and every refusal, abort and error (an SCP's log is read
 later); -v adds each association, -d the requests, -q prints nothing;
 --timestamps puts the UTC time before each line. SIGINT/SIGTERM stop it
-cleanly: in-flight associations are aborted, nothing is left listening, exit 0."""
+cleanly: in-flight associations are aborted, nothing is left listening, exit 0.
+
+May import the public API (`server`, `collector`) and the CLI's shared
+modules.
+"""
 
 from __future__ import annotations
 

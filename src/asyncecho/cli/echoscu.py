@@ -8,6 +8,10 @@ network or DIMSE failure or a non-success status; 2 for usage errors.
 sweep record's fields (`SweepRecord.as_dict()`, as `asyncecho sweep` writes
 them) and `tls_version`; nothing else on stdout, the log lines on stderr as
 without it, the same exit status.
+
+May import the public API (`client`, `association`, `results`, `exceptions`,
+`protocol` names for the output) and the CLI's shared modules; pydicom and
+structlog only on the paths that need them (`-d`, `-v`).
 """
 
 from __future__ import annotations

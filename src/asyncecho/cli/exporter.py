@@ -9,6 +9,9 @@ or SIGTERM; SIGHUP re-reads the config.
 
 Exit status: 0 stopped by a signal; 1 cannot listen, or the exporter extra
 is not installed; 2 a usage error or a bad config file (`E:` names the key).
+
+May import `asyncecho.exporter` (and through it aiohttp and
+prometheus_client, the `exporter` extra) and the public API.
 """
 
 from __future__ import annotations

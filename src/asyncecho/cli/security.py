@@ -1,6 +1,10 @@
 """TLS and user identity options shared by the CLI commands. Secrets never
 go on the command line unless the user insists: a passcode or token comes
-from an environment variable or a file, and is never printed."""
+from an environment variable or a file, and is never printed.
+
+May import the public `tls` and `identity` modules, `protocol/` names and
+the CLI's output.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ queued.
 aiohttp, not an ASGI server: asyncio-native with one dependency tree (no
 separate server and framework), a C HTTP parser, and its own test client;
 it has been maintained under the aio-libs organisation since 2013.
+
+May import aiohttp, prometheus_client and the rest of `asyncecho.exporter`
+(which is built on the public API).
 """
 
 from __future__ import annotations

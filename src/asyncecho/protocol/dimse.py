@@ -5,6 +5,8 @@ Command sets are always Implicit VR Little Endian (PS3.7 6.3.1). The C-ECHO
 request and response are encoded from precomputed bytes with the message IDs
 and status patched in, because building a pydicom Dataset costs ~0.4 ms a
 message; the tests check these bytes against pydicom's encoding.
+
+May import the rest of `protocol/` only.
 """
 
 from __future__ import annotations

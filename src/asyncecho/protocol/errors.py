@@ -7,6 +7,8 @@ sets). It carries the byte offset and what was wrong, and which A-ABORT reason
 `LocalProtocolError`: our own code asked the core for something the state
 machine does not allow in its current state (a programming error, never
 caused by the peer).
+
+Imports nothing; the rest of `protocol/` imports it.
 """
 
 from __future__ import annotations

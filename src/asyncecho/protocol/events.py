@@ -1,5 +1,8 @@
 """What the upper layer tells its user: the indication and confirmation
-primitives of PS3.8 7, one small immutable class each."""
+primitives of PS3.8 7, one small immutable class each.
+
+May import the rest of `protocol/` only.
+"""
 
 from __future__ import annotations
 

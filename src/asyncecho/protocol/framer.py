@@ -3,6 +3,8 @@
 The 6-byte header is checked (type, fixed lengths, the configured maxima)
 the moment it is complete, before any of the body is buffered, so a hostile
 length such as 0xFFFFFFFF costs nothing.
+
+May import the rest of `protocol/` only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Association negotiation (PS3.8 7.1.1, PS3.7 Annex D): building the
 A-ASSOCIATE-RQ, checking the peer's A-ASSOCIATE-AC against it, and, for the
-acceptor, answering an A-ASSOCIATE-RQ with an AC or an RJ."""
+acceptor, answering an A-ASSOCIATE-RQ with an AC or an RJ.
+
+May import the rest of `protocol/` only.
+"""
 
 from __future__ import annotations
 

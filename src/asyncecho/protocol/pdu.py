@@ -4,6 +4,8 @@ with `encode()` and `decode_pdu()`.
 `decode_pdu` takes one whole PDU (header included), as `PDUFramer` yields
 them; every length is checked against the bytes present, and anything
 malformed raises `PDUError` with its offset.
+
+May import the rest of `protocol/` only.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ AE titles and UIDs.
 
 Every read checks the bytes present first, so a malformed PDU can only ever
 raise `PDUError`, never IndexError, struct.error or UnicodeDecodeError.
+
+May import `protocol/errors` only.
 """
 
 from __future__ import annotations

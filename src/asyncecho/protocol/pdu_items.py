@@ -4,6 +4,8 @@ User Information sub-items (PS3.7 Annex D.3.3, PS3.8 Annex D).
 Each item is a small immutable value with `encode_body()` and
 `decode_body(reader)`; the 4-byte item header is handled once, in
 `encode_item` / `decode_items`.
+
+May import `protocol/errors` and `pdu_fields` only.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ layer sends no bytes up before one exists.
 
 ARTIM runs in exactly Sta2 and Sta13: the actions that enter those states
 start it (AA-1 restarts it), and every action leaving them stops it.
+
+May import `protocol/errors` only.
 """
 
 from __future__ import annotations

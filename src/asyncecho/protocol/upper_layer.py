@@ -13,6 +13,8 @@ carries out the action each transition names (`_fire`, then the action's
 method, inherited from `actions.Actions`). The calls that are deliberately no-ops where the table is blank
 (`abort()` with no association to abort, `connection_lost()` after the
 close, `protocol_violation()` after the end) say so in their docstrings.
+
+May import the rest of `protocol/` only: no I/O, no clock, nothing above.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ unless there are more than `max_cidr_hosts` of them.
 Parsing yields a `TargetLine` (which may stand for many targets) or a
 `BadLine` per line, lazily: the caller decides whether a bad line is skipped
 or fatal, and a huge file is never held whole.
+
+May import `sweeps/records` and `protocol/` (AE-title rules) only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The client transport over anyio byte streams: the same core under trio
-(or any anyio backend)."""
+(or any anyio backend).
+
+May import anyio and `transport/channel` only: nothing of the API above,
+nothing of the core below.
+"""
 
 from __future__ import annotations
 

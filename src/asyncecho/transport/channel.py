@@ -1,18 +1,23 @@
-"""What the client needs from a transport: the seam between the I/O-free
-core and a concrete event loop. Two implementations: `asyncio_channel`
-(the loop's own transports, for asyncio and uvloop) and `anyio_channel`
-(anyio byte streams, for trio)."""
+"""What the transports share: the connect's parameters (`ConnectOptions`),
+which backend runs the task (`on_asyncio`), the error for a peer that hangs
+up mid-handshake, TCP_NODELAY for sockets that lack it, and the signal of
+a read that timed out (`ReceiveTimeout`, the anyio channel's). Two client
+transports build on it: `asyncio_channel` (the loop's own transports, for
+asyncio and uvloop) and `anyio_channel` (anyio byte streams, for trio).
+
+May import the standard library only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 
 class ReceiveTimeout(Exception):
-    """`Channel.receive` saw nothing within its timeout (internal signal)."""
+    """`AnyioChannel.receive` saw nothing within its timeout (internal signal)."""
 
 
 class ConnectOptions(NamedTuple):  # one per association: a tuple is cheapest
@@ -22,38 +27,6 @@ class ConnectOptions(NamedTuple):  # one per association: a tuple is cheapest
     ssl: ssl.SSLContext | None = None
     server_hostname: str | None = None
     local_address: tuple[str, int] | None = None
-
-
-class Channel(Protocol):
-    def now(self) -> float:
-        """The loop's clock, in seconds."""
-
-    async def send(self, data: bytes) -> None: ...
-
-    async def receive(self, timeout: float | None) -> bytes:
-        """The next bytes from the peer; b"" once it has closed. Raises
-        ReceiveTimeout when nothing arrives within `timeout` seconds."""
-
-    def quickack(self) -> None:
-        """Ask the kernel to ACK at once (Linux TCP_QUICKACK), so a peer
-        with Nagle on does not hold back the rest of a PDU."""
-
-    async def aclose(self) -> None:
-        """Close after what was sent is flushed."""
-
-    async def abort(self) -> None:
-        """Close now, dropping anything unsent."""
-
-    @property
-    def peer(self) -> tuple[str, int] | None: ...
-
-    @property
-    def error(self) -> BaseException | None:
-        """What broke the connection (e.g. a TLS alert), if it did not simply close."""
-
-    @property
-    def tls_version(self) -> str | None:
-        """The negotiated TLS version ("TLSv1.3"), None without TLS."""
 
 
 def on_asyncio() -> bool:

@@ -16,6 +16,8 @@ of its own; an application that binds some for its log lines still has them
 where `echo()`'s result or error reaches it, in its own task.) An exception
 from one callback goes to the loop's exception handler, as it would from a
 loop timer of its own, and the others of the tick still run.
+
+May import asyncio only.
 """
 
 from __future__ import annotations
