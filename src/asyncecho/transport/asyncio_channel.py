@@ -1,7 +1,10 @@
 """The client transport on asyncio's own machinery (also uvloop): one
 `asyncio.Protocol` per connection, no task, no thread, timers as loop
 callbacks. `anyio.connect_tcp` was measured at half this rate here (its
-happy-eyeballs connect), so the asyncio hot path does not go through anyio."""
+happy-eyeballs connect), so the asyncio hot path does not go through anyio.
+
+May import asyncio and the rest of `transport/` only.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import sys
 from typing import Any, Protocol, cast
 
 from asyncecho.transport import timer_wheel
-from asyncecho.transport.channel import ReceiveTimeout, handshake_eof
+from asyncecho.transport.channel import handshake_eof
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -30,20 +33,18 @@ class Listener(Protocol):
 
 class AsyncioChannel(asyncio.Protocol):
     """One client connection: the asyncio protocol of its transport (one
-    object per connection, not a protocol and a channel) and the `Channel`
-    the association runs on."""
+    object per connection, not a protocol and a channel), handing every read
+    and its one timer to a `Listener` (the requestor driver)."""
 
     __slots__ = (
         "_chunks",
         "_closed",
         "_connecting",
-        "_deadline",
         "_error",
         "_expired",
         "_loop",
         "_timer_key",
         "_transport",
-        "_waiter",
         "_wheel",
         "listener",
         "tls_version",
@@ -52,9 +53,9 @@ class AsyncioChannel(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._transport: asyncio.Transport = cast(asyncio.Transport, None)  # connection_made
-        # Reads not yet taken by `receive` (made at the first: a listener never needs it).
+        # Reads before the listener is attached (made at the first: almost
+        # always none, the listener attaches as the connect completes).
         self._chunks: list[bytes] | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
         # Set: bytes go straight to it (b"" once closed), nothing is buffered.
@@ -66,7 +67,6 @@ class AsyncioChannel(asyncio.Protocol):
         # not a loop timer of its own.
         self._wheel = timer_wheel.for_loop(loop)
         self._timer_key: int | None = None
-        self._deadline: float | None = None  # of the waiting `receive`
         self._connecting: asyncio.Task[Any] | None = None
         self._expired = False
         self.tls_version: str | None = None
@@ -90,13 +90,11 @@ class AsyncioChannel(asyncio.Protocol):
             self._chunks = [data]
         else:
             self._chunks.append(data)
-        self._wake()
 
     def eof_received(self) -> bool:
         was_closed, self._closed = self._closed, True
         if self.listener is not None and not was_closed:
             self.listener.on_data(b"")
-        self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,12 +102,6 @@ class AsyncioChannel(asyncio.Protocol):
         self._error = exc
         if self.listener is not None and not was_closed:
             self.listener.on_data(b"")
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # --- the channel -----------------------------------------------------------------
 
@@ -123,8 +115,6 @@ class AsyncioChannel(asyncio.Protocol):
             self._connecting = None
         elif self.listener is not None:
             self.listener.on_timer()
-        else:
-            self._on_timer()
 
     def now(self) -> float:
         return self._loop.time()
@@ -133,44 +123,10 @@ class AsyncioChannel(asyncio.Protocol):
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    async def send(self, data: bytes) -> None:
-        self.write(data)  # (asyncio's transports never block a write)
-
-    async def receive(self, timeout: float | None) -> bytes:
-        if not self._chunks and not self._closed:
-            waiter = self._loop.create_future()
-            self._waiter = waiter
-            if timeout is None:
-                self._deadline = None
-            else:
-                self._deadline = self._loop.time() + max(timeout, 0.0)
-                self.call_at(self._deadline)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                self._deadline = None
-        chunks = self._chunks
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            return data
-        return b""
-
-    def _on_timer(self) -> None:
-        deadline = self._deadline
-        waiter = self._waiter
-        if deadline is None or waiter is None or waiter.done():
-            return  # nobody is waiting now; the next receive arms it again
-        if self._loop.time() >= deadline:
-            waiter.set_exception(ReceiveTimeout())
-        else:
-            self.call_at(deadline)
-
     def listen(self, listener: Listener) -> None:
         """From now on hand every read to `listener.on_data` (b"" once the
-        peer has closed) instead of buffering it for `receive`, what was
-        buffered first; and the timer of `call_at` to `listener.on_timer`."""
+        peer has closed) instead of buffering it, what was buffered first;
+        and the timer of `call_at` to `listener.on_timer`."""
         self.listener = listener
         if self._chunks:
             data = b"".join(self._chunks)
@@ -216,17 +172,10 @@ class AsyncioChannel(asyncio.Protocol):
             except OSError:  # pragma: no cover - socket already gone
                 pass
 
-    async def aclose(self) -> None:
-        self.close()
-
     @property
     def error(self) -> BaseException | None:
-        """What broke the connection, if it did not simply close."""
+        """What broke the connection (e.g. a TLS alert), if it did not simply close."""
         return self._error
-
-    async def abort(self) -> None:
-        self._stop_timer()
-        self._transport.abort()
 
     @property
     def peer(self) -> tuple[str, int] | None:
