@@ -73,6 +73,26 @@ _TIMEOUTS: dict[str, type[EchoTimeout]] = {
 }
 
 
+_last_limits: tuple[EchoOptions, Limits] | None = None
+
+
+def _limits(options: EchoOptions) -> Limits:
+    """The session's limits for `options`: one object for the associations
+    of a sweep, which share their options."""
+    global _last_limits
+    if _last_limits is not None and _last_limits[0] is options:
+        return _last_limits[1]
+    limits = Limits(
+        options.connect_timeout,
+        options.acse_timeout,
+        options.dimse_timeout,
+        options.network_timeout,
+        options.deadline,
+    )
+    _last_limits = (options, limits)
+    return limits
+
+
 def _root_os_error(exc: BaseException) -> BaseException:
     """anyio wraps the per-address errors of a failed connect: dig out one
     that says what happened."""
@@ -120,14 +140,7 @@ class Association:
                 *([options.user_identity] if options.user_identity else []),
             ),
         )
-        limits = Limits(
-            options.connect_timeout,
-            options.acse_timeout,
-            options.dimse_timeout,
-            options.network_timeout,
-            options.deadline,
-        )
-        self._session = RequestorSession(rq, limits, echoes=echoes)
+        self._session = RequestorSession(rq, _limits(options), echoes=echoes)
         self._driver: AsyncioRequestor | AnyioRequestor | None = None
 
     # --- running it ---------------------------------------------------------------

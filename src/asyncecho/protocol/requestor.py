@@ -28,7 +28,6 @@ last the session reports.
 
 from __future__ import annotations
 
-from collections import deque
 
 from asyncecho.protocol import uids
 from asyncecho.protocol.dimse import C_ECHO_RSP, decode_command, encode_echo_rq
@@ -108,7 +107,7 @@ class RequestorSession:
         self.auto = echoes
         max_pdu = rq.max_length or 0
         self.upper = UpperLayer(requestor=True, max_pdu=max_pdu)
-        self._events: deque[SessionEvent] = deque()
+        self._events: list[SessionEvent] = []  # (a few at most: a list is smaller than a deque)
         self._phase = _IDLE
         self._phase_started = 0.0
         self._idle_from = 0.0
@@ -156,7 +155,7 @@ class RequestorSession:
 
     def next_event(self) -> SessionEvent | None:
         """The next thing that happened, oldest first; None when none is left."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` must next be called; None: no timer needed.
