@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asyncecho.cli.echoscu import Security
 from asyncecho.cli.security import OptionError
@@ -96,7 +96,15 @@ def clamp_concurrency(requested: int, log: CliLog) -> int:
 # --- running ---------------------------------------------------------------------------
 
 
-async def run(plan: Plan, log: CliLog, output: RecordOutput, tally: Tally) -> int:
+async def run(
+    plan: Plan,
+    log: CliLog,
+    output: RecordOutput,
+    tally: Tally,
+    rows: list[dict[str, Any]] | None = None,
+) -> int:
+    """The sweep; with `rows`, each record written is also kept there (for
+    --report)."""
     import asyncio
     import signal
 
@@ -172,6 +180,8 @@ async def run(plan: Plan, log: CliLog, output: RecordOutput, tally: Tally) -> in
                     output.write_error(log, exc)
                     break
                 tally.add(record)
+                if rows is not None:
+                    rows.append(record.as_dict())
             tasks.cancel_scope.cancel()
     finally:
         for sig in signals:
@@ -230,6 +240,9 @@ def _main(argv: Sequence[str] | None) -> int:
         log.say("error", f"-o {args.output} is the target file: writing would destroy it")
         return EXIT_USAGE
 
+    if args.report and not _report_possible(args, log):
+        return EXIT_USAGE
+
     if args.resume:
         from asyncecho.sweeps.output import EarlierOutput, ResumeError
 
@@ -284,6 +297,7 @@ def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
 
     args = plan.args
     tally = Tally()
+    rows = _carried_rows(plan) if args.report else None
     if not args.output:
         output = RecordOutput(
             record_writer(sys.stdout, fmt, header=True),
@@ -293,9 +307,10 @@ def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
         try:
             if not carry_over(plan.earlier, log, output, tally):
                 return EXIT_FAILED
-            return asyncio.run(run(plan, log, output, tally))
+            code = asyncio.run(run(plan, log, output, tally, rows))
         finally:
             quiet_stdout()
+        return _with_report(plan, log, rows, code)
 
     path = args.output
     in_place = bool(args.resume) and same_file(path, args.resume)
@@ -318,7 +333,7 @@ def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
                 log.say("error", f"cannot write {path}: {exc.strerror or exc}")
                 return EXIT_FAILED
             in_place = False  # replaced: the temporary file is the output now
-        code = asyncio.run(run(plan, log, output, tally))
+        code = asyncio.run(run(plan, log, output, tally, rows))
     finally:
         try:
             out.close()
@@ -331,4 +346,55 @@ def _run_with_output(plan: Plan, log: CliLog, fmt: str) -> int:
                 os.unlink(temporary)
             except OSError:
                 pass
+    return _with_report(plan, log, rows, code)
+
+
+# --- --report ------------------------------------------------------------------------
+
+
+def _report_possible(args: Any, log: CliLog) -> bool:
+    """Before the sweep: Jinja2 is there, and the report would destroy no
+    file of the sweep and can be written where it is asked for."""
+    from asyncecho.report import missing
+
+    problem = missing()
+    if problem:
+        log.say("error", f"--report: {problem}")
+        return False
+    path = os.path.abspath(args.report)
+    for name, option in (
+        (args.targets, "the target file"),
+        (args.output, "-o"),
+        (args.resume, "--resume"),
+    ):
+        if name and name != "-" and (path == os.path.abspath(name) or same_file(path, name)):
+            log.say("error", f"--report {args.report} is {option}: writing would destroy it")
+            return False
+    if not os.access(os.path.dirname(path), os.W_OK):
+        log.say("error", f"--report {args.report}: cannot write in {os.path.dirname(path)}")
+        return False
+    return True
+
+
+def _carried_rows(plan: Plan) -> list[dict[str, Any]]:
+    """The --resume file's kept records, which start the output (carry_over
+    reports a read error)."""
+    if plan.earlier is None:
+        return []
+    try:
+        return list(plan.earlier.rows())
+    except OSError:
+        return []
+
+
+def _with_report(plan: Plan, log: CliLog, rows: list[dict[str, Any]] | None, code: int) -> int:
+    """After the output is complete: the report from the same records; a
+    report that cannot be written fails a sweep that would have passed."""
+    if rows is None or not rows:
+        return code
+    from asyncecho.cli.report import write_report
+
+    args = plan.args
+    if not write_report(args.report, rows, log, sources=[args.targets], quiet=args.quiet):
+        return EXIT_FAILED if code == EXIT_OK else code
     return code

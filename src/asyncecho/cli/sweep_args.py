@@ -218,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["jsonl", "csv"],
         help="jsonl (default) or csv (the default when FILE ends in .csv)",
     )
+    output.add_argument(
+        "--report",
+        metavar="HTML",
+        help="when the sweep ends, also write its records as one self-contained "
+        'HTML report (needs the report extra: pip install "asyncecho[report]")',
+    )
     add_client_tls_options(parser)
     add_identity_options(parser)
     return parser
