@@ -290,11 +290,6 @@ def test_the_response_and_the_peer_s_release_in_one_read() -> None:
     assert s.should_close and s.finished and s.status == 0x0000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release_time counts from the start of the previous wait (here the echo's) "
-    "when the peer's A-RELEASE-RQ is answered at once; it was 0.0 before the session",
-)
 def test_a_release_answered_at_once_takes_no_time() -> None:
     s = auto_echoing()
     s.receive_data(echo_rsp(1) + RELEASE_RQ, 103.0)
@@ -312,12 +307,6 @@ def test_the_accept_and_the_peer_s_abort_in_one_read() -> None:
     assert s.should_close and s.finished
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with echoes=True, a peer that accepts and releases in one read ends the "
-    "session in Released though no C-ECHO went out: echo() returns a result with "
-    "status None and no error (before the session it raised AssociationAborted)",
-)
 def test_the_accept_and_the_peer_s_release_in_one_read_fail_the_echo() -> None:
     s = connected(Limits(), echoes=True)
     s.receive_data(AC + RELEASE_RQ, ACCEPTED)

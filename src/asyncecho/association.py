@@ -484,7 +484,7 @@ class Association:
 
     def _elapsed(self) -> float | None:
         session = self._session
-        if not session.started:
+        if session.started is None:
             return None
         return _now(on_asyncio()) - session.started
 
@@ -505,7 +505,7 @@ class Association:
                 session.associate_time,
                 session.echo_time,
                 session.release_time,
-                self._elapsed() if now is None else now - session.started,
+                self._elapsed() if now is None or session.started is None else now - session.started,
             ),
             peer_ae=ac.called_ae if ac else None,
             peer_implementation_class_uid=ac.implementation_class_uid if ac else None,

@@ -28,7 +28,6 @@ last the session reports.
 
 from __future__ import annotations
 
-
 from asyncecho.protocol import uids
 from asyncecho.protocol.dimse import C_ECHO_RSP, decode_command, encode_echo_rq
 from asyncecho.protocol.errors import PDUError
@@ -116,7 +115,7 @@ class RequestorSession:
         self._outstanding = 0  # the C-ECHO-RQ awaiting its response
         self._release_then: Failure | None = None  # NoContext: fail once released
         self._then = _IDLE  # our next request, once the read is taken in (see above)
-        self.started = 0.0
+        self.started: float | None = None  # (start())
         self.ac: AssociateAC | None = None
         self.context_id = 0
         self.transfer_syntax: str | None = None
@@ -180,12 +179,14 @@ class RequestorSession:
         limit: float | None = self.limits.connect
         phase: Phase = "connect"
         if self._ends is not None:
+            assert self.started is not None
             left = self._ends - self.started
             if limit is None or left < limit:
                 return left, "deadline"
         return limit, phase
 
     def elapsed(self, now: float) -> float:
+        assert self.started is not None
         return now - self.started
 
     # --- what the driver reports --------------------------------------------------
@@ -206,6 +207,7 @@ class RequestorSession:
 
     def connection_made(self, now: float) -> None:
         """Transport connected (Evt2): the A-ASSOCIATE-RQ goes out."""
+        assert self.started is not None
         self.connect_time = now - self.started
         self.upper.connection_made(now)
         self._events.append(RequestSent(self.rq))
@@ -341,11 +343,14 @@ class RequestorSession:
         if isinstance(event, ReleaseRequested):
             # The peer asked to release: answer it (AR-4) rather than leave it
             # waiting. With nothing outstanding, that is a release; with a
-            # request outstanding, the request failed.
+            # request outstanding (or about to go out), the request failed.
             self.upper.release_response(now)
-            if phase in (_IDLE, _RELEASING):
+            if phase == _RELEASING or (phase == _IDLE and self._then != _ECHOING):
+                if phase == _IDLE:
+                    self._phase_started = now  # answered at once: the release took no time
                 self._released(now)
             else:
+                # (echoes=True and the C-ECHO-RQ not yet out: the exchange failed)
                 self._fail(PeerReleased())
             return
         self._fail(self._failure_for(event))

@@ -121,7 +121,8 @@ class ProtocolViolation(Failure):
 @dataclass(frozen=True, slots=True)
 class NoContext(Failure):
     """The peer accepted none of our contexts: {context ID: result name}.
-    The association was released (or aborted if that failed)."""
+    The session then releases the association; if that release fails it is
+    still NoContext, unless a limit passed (then `TimedOut`)."""
 
     results: dict[int, str]
 
