@@ -58,7 +58,7 @@ def associate(
 
     Raises:
         EchoError: On entering the block, a subclass for anything the peer
-            or the network did (see the README's Failures table).
+            or the network did (see `asyncecho.exceptions`).
         TypeError, ValueError: A bad argument, at the call (before any I/O).
     """
     host, port = checked(host, port)
@@ -150,7 +150,7 @@ async def echo(
 
     Raises:
         EchoError: A subclass for anything the peer or the network did (see
-            the README's Failures table).
+            `asyncecho.exceptions`).
         TypeError, ValueError: A bad argument, before any I/O.
     """
     host, port = checked(host, port)
@@ -198,7 +198,9 @@ async def verify(
     """Like `echo()`, but never raises for what the peer or the network did.
 
     Every timeout is a finite number of seconds > 0, or None for no limit;
-    a limit never fires early (on asyncio, up to 10 ms late).
+    a limit never fires early (on asyncio, up to 10 ms late). Cancellation
+    is not caught: an association in progress is aborted (A-ABORT) and the
+    cancellation propagates.
 
     Args:
         host: The peer's host name or address.
@@ -211,7 +213,6 @@ async def verify(
 
     Raises:
         TypeError, ValueError: A bad argument, before any I/O.
-        Cancellation propagates.
     """
     host, port = checked(host, port)
     settings = (
