@@ -104,18 +104,28 @@ LOCAL_ERRNOS = frozenset(
 
 
 class ConnectionRefused(ConnectionFailed):
+    """Nothing listens on the port: the peer refused the TCP connection."""
+
     outcome = "refused"
 
 
 class HostUnreachable(ConnectionFailed):
+    """No route to the host (EHOSTUNREACH, ENETUNREACH, ENETDOWN)."""
+
     outcome = "unreachable"
 
 
 class NameResolutionFailed(ConnectionFailed):
+    """The host name does not resolve."""
+
     outcome = "dns"
 
 
 class TLSHandshakeFailed(ConnectionFailed):
+    """The TLS handshake failed; `reason` says why (unknown CA, host name
+    mismatch, expired certificate, client certificate required, no TLS on
+    that port)."""
+
     outcome = "tls"
 
     @property
@@ -140,26 +150,37 @@ class EchoTimeout(EchoError, TimeoutError):
 
 
 class ConnectTimeout(EchoTimeout):
+    """The TCP connect (and the TLS handshake) took longer than
+    `connect_timeout`."""
+
     outcome = "timeout-connect"
     phase = "TCP connect"
 
 
 class AcseTimeout(EchoTimeout):
+    """No A-ASSOCIATE-AC/RJ or A-RELEASE-RP within `acse_timeout`."""
+
     outcome = "timeout-acse"
     phase = "association (ACSE)"
 
 
 class DimseTimeout(EchoTimeout):
+    """No C-ECHO-RSP within `dimse_timeout`."""
+
     outcome = "timeout-dimse"
     phase = "C-ECHO response (DIMSE)"
 
 
 class NetworkTimeout(EchoTimeout):
+    """The peer sent nothing for `network_timeout`."""
+
     outcome = "timeout-network"
     phase = "network (no data from the peer)"
 
 
 class DeadlineExceeded(EchoTimeout):
+    """The overall `deadline` passed."""
+
     outcome = "timeout-deadline"
     phase = "overall deadline"
 
