@@ -27,22 +27,32 @@ class EchoResult:
     """The outcome of one C-ECHO on one association (from `echo()` or
     `verify()`); true only on success."""
 
+    #: the peer's host, as given
     host: str
+    #: the peer's port
     port: int
-    #: the C-ECHO-RSP's status (0x0000: success), None if none came
+    #: the C-ECHO-RSP's status (0x0000 is Success), None if none came
     status: int | None = None
+    #: the seconds each phase took (None for a phase not reached)
     timings: Timings = field(default_factory=Timings)
+    #: the C-ECHO-RQ's message ID
     message_id: int | None = None
-    #: what the peer's A-ASSOCIATE-AC says of it
+    #: the peer's AE title, as its A-ASSOCIATE-AC gives it (the fields below
+    #: too come from the AC)
     peer_ae: str | None = None
+    #: the peer's Implementation Class UID
     peer_implementation_class_uid: str | None = None
+    #: the peer's Implementation Version Name, if it sent one
     peer_implementation_version_name: str | None = None
+    #: the largest PDU the peer accepts, in bytes (0 means no limit)
     peer_max_pdu: int | None = None
+    #: the transfer syntax UID the peer accepted for Verification
     transfer_syntax: str | None = None
+    #: the TLS version ("TLSv1.3" …), None over plain TCP
     tls_version: str | None = None
     #: the SCP's User Identity server response, if it sent one
     user_identity_response: bytes | None = None
-    #: set by verify() instead of raising
+    #: the `EchoError`, set by verify() instead of raising
     error: EchoError | None = None
 
     @property
