@@ -413,3 +413,29 @@ def test_a_failing_guide_fails(tmp_path: Path) -> None:
     )
     with pytest.raises(AssertionError, match="expected"):
         run_guide(guide, tmp_path)
+
+
+def test_the_uids_the_reference_gives_are_the_libraries() -> None:
+    from asyncecho.protocol import uids
+
+    text = (DOCS / "api.rst").read_text()
+    values = re.findall(r'^\.\. py:data:: (\w+)\n   :value: "([^"]+)"', text, re.MULTILINE)
+    assert len(values) == 6
+    for name, value in values:
+        assert getattr(uids, name) == value, name
+    order = re.search(
+        r"^\.\. py:data:: DEFAULT_TRANSFER_SYNTAXES\n   :value: \((.*)\)$", text, re.M
+    )
+    assert order is not None
+    names = [name.strip() for name in order[1].split(",")]
+    assert tuple(getattr(uids, name) for name in names) == uids.DEFAULT_TRANSFER_SYNTAXES
+
+
+def test_every_file_the_design_notes_name_exists() -> None:
+    """The notes name modules by path: a file moved or renamed fails here."""
+    places = [ROOT, ROOT / "src" / "asyncecho", *(ROOT / "src" / "asyncecho").iterdir()]
+    for page in (DOCS / "design").glob("*.rst"):
+        for name in re.findall(r"``([\w/]+\.(?:py|md|toml))``", page.read_text()):
+            assert any((place / name).is_file() for place in places if place.is_dir()), (
+                f"{page.name}: {name}"
+            )
