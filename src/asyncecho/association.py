@@ -192,6 +192,10 @@ class Association:
         except BaseException:
             await self._abort_now()
             raise
+        return self._succeeded(event)
+
+    def _succeeded(self, event: SessionEvent) -> SessionEvent:
+        """`event`, unless it is a failure: then its exception, raised."""
         if isinstance(event, Failure):
             raise self._error_for(event)
         return event

@@ -109,7 +109,17 @@ async def _exchange(host: str, port: int, options: EchoOptions) -> EchoResult:
     assoc = Association(host, port, options, echoes=True)
     try:
         await assoc._open()
-        await assoc._outcome(final=True)
+        driver = assoc._driver
+        assert driver is not None
+        # Awaited here rather than in a helper coroutine: on asyncio this is
+        # a future, and every coroutine frame is one more object per
+        # association in flight for the collector to walk.
+        try:
+            end = await driver.outcome(final=True)
+        except BaseException:
+            await assoc._abort_now()
+            raise
+        assoc._succeeded(end)
     except EchoError as error:
         return assoc.result(error)
     return assoc.result()
