@@ -479,9 +479,14 @@ def test_data_set_pdv_when_command_has_no_data_set_aborts(same_pdu: bool) -> Non
     else:
         wire = PDataTF((command,)).encode() + PDataTF((data,)).encode()
     events = acc.receive_data(wire, 1.0)
-    # The whole command set was a complete message: it is delivered, then the abort.
-    assert isinstance(events[0], ev.MessageReceived)
-    assert_provider_abort(acc, events[1:], REASON_INVALID_PARAMETER_VALUE, 1.0)
+    if same_pdu:
+        # The P-DATA is an invalid PDU: none of it is taken in, the whole
+        # command set before the bad PDV included.
+        assert_provider_abort(acc, events, REASON_INVALID_PARAMETER_VALUE, 1.0)
+    else:
+        # The command set's own PDU was valid: it is delivered, then the abort.
+        assert isinstance(events[0], ev.MessageReceived)
+        assert_provider_abort(acc, events[1:], REASON_INVALID_PARAMETER_VALUE, 1.0)
 
 
 def test_data_set_pdv_without_command_aborts() -> None:
@@ -778,14 +783,15 @@ def test_the_state_changes_only_through_the_primitives() -> None:
 
 @pytest.mark.parametrize("deliver", ["returned", "on_event"])
 @pytest.mark.parametrize("start", ["Sta6", "Sta7"])
-def test_invalid_p_data_content_is_evt19_after_the_messages_before_it(
+def test_invalid_p_data_content_is_evt19_and_none_of_it_is_taken_in(
     start: str, deliver: str
 ) -> None:
     """DT-2 (Sta6) and AR-6 (Sta7) take in a P-DATA whose first PDV is a
     whole message and whose second breaks PS3.8 Annex E (a data set the
-    command said would not come): the message is delivered, then Evt19
-    from the state the P-DATA action left (AA-8): one A-ABORT, the
-    A-P-ABORT indication, Sta13 and ARTIM from that moment."""
+    command said would not come): the PDU is an invalid PDU, Evt19 from
+    the state the P-DATA action left (AA-8): one A-ABORT, the A-P-ABORT
+    indication, Sta13 and ARTIM from that moment; the message its first
+    PDV completed is not handed over."""
     req, _acc = established()
     if start == "Sta7":
         req.release()  # AR-1: Sta7, where P-DATA is still taken in (AR-6)
@@ -798,22 +804,18 @@ def test_invalid_p_data_content_is_evt19_after_the_messages_before_it(
         assert req.receive_data(wire, 3.0, handed.append) == []
     else:
         handed = req.receive_data(wire, 3.0)
-    received = handed[0]
-    assert isinstance(received, ev.MessageReceived)
-    assert decode_command(received.message.command).command_field == C_ECHO_RSP
-    assert_provider_abort(req, handed[1:], REASON_INVALID_PARAMETER_VALUE, 3.0)
+    assert not any(isinstance(event, ev.MessageReceived) for event in handed)
+    assert_provider_abort(req, handed, REASON_INVALID_PARAMETER_VALUE, 3.0)
 
 
-def test_protocol_violation_after_the_same_p_data_aborted_is_a_no_op() -> None:
-    """The user finds invalid a message (for an SCP: a C-ECHO-RSP) that a
-    P-DATA completed before its own invalid PDV had the association aborted
-    (Sta13): there is nothing left to abort, so no second A-ABORT, and
-    ARTIM runs on from the first."""
+def test_protocol_violation_after_the_end_is_a_no_op() -> None:
+    """The user finds a message invalid once the association has already
+    been aborted (Sta13: a later PDU of the same read was invalid): there is
+    nothing left to abort, so no second A-ABORT, and ARTIM runs on from the
+    first."""
     _req, acc = established()
-    response = PDV(1, True, True, encode_echo_rsp(1, STATUS_SUCCESS))
-    stray = PDV(1, False, True, b"\x00\x00")
-    events = acc.receive_data(PDataTF((response, stray)).encode(), 1.0)
-    assert [type(e) for e in events] == [ev.MessageReceived, ev.Aborted]
+    events = acc.receive_data(PDataTF((PDV(1, False, True, b"\x00\x00"),)).encode(), 1.0)
+    assert [type(e) for e in events] == [ev.Aborted]
     assert len(sent(acc)) == 1 and state(acc) is State.STA13
     assert acc.protocol_violation(PDUError("undecodable command set", 0), 2.0) == []
     assert acc.data_to_send() == b"" and state(acc) is State.STA13

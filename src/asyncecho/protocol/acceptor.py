@@ -328,14 +328,9 @@ class AcceptorSession:
             unexpected = PDUError("unexpected DIMSE message (a response, or no Message ID)", 0)
             happened += upper.protocol_violation(unexpected, now)
             return
-        if upper.state is _STA13:
-            # Needed: the P-DATA-TF that completed this message went on to
-            # carry an invalid PDV, and the upper layer fired Evt19 (AA-8:
-            # A-ABORT, Sta13) before handing the message over. No answer
-            # after the abort. (Otherwise a message comes only in Sta6: each
-            # is handed over as its PDU is taken in, and an SCP never asks
-            # to release, so never Sta7; Sta8 comes only after the message.)
-            return
+        # (A message comes only in Sta6: each is handed over as its PDU is
+        # taken in, never from a PDU that went on to be invalid; an SCP
+        # never asks to release, so never Sta7; Sta8 comes only after it.)
         if command.command_field == C_ECHO_RQ and not command.has_data_set:
             status = STATUS_SUCCESS
             rsp = encode_echo_rsp(command.message_id, status)

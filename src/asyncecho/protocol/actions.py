@@ -219,7 +219,7 @@ class Actions:
         return [Aborted(ABORT_SOURCE_PROVIDER, reason, by_peer=False, error=error)]
 
     def _assemble(self, pdu: PDataTF) -> list[Event]:
-        """The messages `pdu`'s PDVs complete. Raises _InvalidContent if a
+        """The messages `pdu`'s PDVs complete. Raises InvalidContent if a
         PDV breaks PS3.8 Annex E or PS3.7 (fragment flags, a command set
         that cannot be decoded)."""
         events: list[Event] = []
@@ -238,17 +238,15 @@ class Actions:
                 if message is not None:
                     events.append(MessageReceived(message))
         except PDUError as error:
-            raise InvalidContent(events, error) from None
+            raise InvalidContent(error) from None
         return events
 
 
 class InvalidContent(Exception):
-    """A P-DATA-TF's content is invalid: `events` are the messages its PDVs
-    completed before `error`."""
+    """A P-DATA-TF's content is invalid (`error`): the PDU is an invalid PDU."""
 
-    def __init__(self, events: list[Event], error: PDUError) -> None:
+    def __init__(self, error: PDUError) -> None:
         super().__init__(error)
-        self.events = events
         self.error = error
 
 

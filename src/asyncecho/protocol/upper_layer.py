@@ -225,9 +225,10 @@ class UpperLayer(Actions):
         cannot decode): abort as for an invalid PDU (Evt19: AA-8, a
         service-provider A-ABORT with the error's reason).
 
-        A no-op once the association is over (Sta13: e.g. the P-DATA that
-        completed the message went on to be invalid itself, and AA-8 has
-        already aborted; Sta1), and in Sta4, before any PDU could arrive."""
+        A no-op once the association is over (Sta13: e.g. a later PDU of the
+        same read was invalid and AA-8 has already aborted, or the user
+        judges a message after the end; Sta1), and in Sta4, before any PDU
+        could arrive."""
         if self._machine.state in _NO_PDU_TO_JUDGE:
             return []
         return self._fire(Evt.EVT19, now, error)
@@ -345,9 +346,11 @@ class UpperLayer(Actions):
         except InvalidContent as invalid:
             # DT-2/AR-6 found the P-DATA's content invalid: that PDU is an
             # invalid PDU after all, Evt19 (AA-8), fired from the state DT-2
-            # left us in, after the messages its PDVs completed before the
-            # bad one.
-            return invalid.events + self._fire(_EVT19, now, invalid.error)
+            # left us in. None of it is taken in: a message its PDVs
+            # completed before the bad one is not handed over (its user
+            # would meet it with the association already aborted).
+            return self._fire(_EVT19, now, invalid.error)
+
 
 _EVT6, _EVT19 = Evt.EVT6, Evt.EVT19
 _STA13 = State.STA13
