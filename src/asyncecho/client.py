@@ -179,7 +179,9 @@ async def echo(
         user_identity,
         user_items,
     )
-    result = await _exchange(host, port, merged(options, settings))
+    chosen = merged(options, settings)
+    del settings  # (not kept alive in this frame while the association runs)
+    result = await _exchange(host, port, chosen)
     if result.error is not None:
         raise result.error
     return result
@@ -240,7 +242,9 @@ async def verify(
         user_identity,
         user_items,
     )
-    return await _exchange(host, port, merged(options, settings))
+    chosen = merged(options, settings)
+    del settings  # (not kept alive in this frame while the association runs)
+    return await _exchange(host, port, chosen)
 
 
 __all__ = ["Association", "EchoOptions", "associate", "echo", "verify"]
