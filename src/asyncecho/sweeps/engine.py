@@ -68,7 +68,7 @@ _GUARD_SLACK = 1.0
 
 class Sweep:
     """A running sweep: an async context manager whose value is an async
-    iterator of `SweepRecord`s. Made by `sweep()`."""
+    iterator of `SweepRecord` objects. Made by `sweep()`."""
 
     def __init__(
         self,

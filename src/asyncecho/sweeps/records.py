@@ -77,7 +77,7 @@ class SweepRecord:
 
     @property
     def final(self) -> bool:
-        """False only for `cancelled`: the target was not really checked."""
+        """False only for a `cancelled` record (the target was not really checked)."""
         return self.outcome != "cancelled"
 
     def as_dict(self) -> dict[str, Any]:
