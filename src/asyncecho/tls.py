@@ -104,5 +104,12 @@ def describe_ssl_error(exc: BaseException) -> str:
         for key, text in known.items():
             if key in reason:
                 return f"{text} ({raw})"
-        return str(raw or exc)
-    return str(exc)
+        return str(raw or exc) or _ENDED_IN_HANDSHAKE
+    # (a reset, or a closed stream, often without any text of its own: as
+    # when a client refuses our certificate and hangs up)
+    return str(exc) or f"{type(exc).__name__}: {_ENDED_IN_HANDSHAKE}"
+
+
+_ENDED_IN_HANDSHAKE = (
+    "the connection ended during the TLS handshake (the peer may not trust our certificate)"
+)
