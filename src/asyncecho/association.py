@@ -4,17 +4,19 @@ Holds `Association` (what `associate()` yields, and what `echo()` and
 `verify()` run), the connect, the choice of driver by backend, the
 mapping of the session's failures to the typed exceptions, and the log
 events of the requestor side (one place for each event's fields, whatever
-backend runs it). May import the API's own modules below it (`options`,
-`exceptions`, `results`, `logs`), `transport/` and `protocol/`.
+backend runs it) are `client_logs`'. May import the API's own modules
+below it (`options`, `exceptions`, `results`, `logs`, `client_logs`),
+`transport/` and `protocol/`.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import ssl as _ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from asyncecho import logs
+from asyncecho import client_logs, logs
 from asyncecho.exceptions import (
     AcseTimeout,
     AssociationAborted,
@@ -24,7 +26,6 @@ from asyncecho.exceptions import (
     DimseTimeout,
     EchoError,
     EchoTimeout,
-    LocalResourceError,
     NetworkTimeout,
     NoAcceptedContext,
     ProtocolError,
@@ -34,12 +35,11 @@ from asyncecho.exceptions import (
 from asyncecho.options import EchoOptions
 from asyncecho.protocol.negotiation import build_rq
 from asyncecho.protocol.pdu import Abort, AssociateAC, AssociateRQ
-from asyncecho.protocol.pdu_items import USER_IDENTITY_TYPE_NAMES, UserIdentityAC
+from asyncecho.protocol.pdu_items import UserIdentityAC
 from asyncecho.protocol.requestor import (
     Accepted,
     ConnectionClosed,
     EchoAnswered,
-    EchoSent,
     Failure,
     Limits,
     NoContext,
@@ -47,10 +47,7 @@ from asyncecho.protocol.requestor import (
     PeerReleased,
     ProtocolViolation,
     Rejected,
-    Released,
-    ReleaseSent,
     RequestorSession,
-    RequestSent,
     SessionEvent,
     TimedOut,
 )
@@ -153,7 +150,7 @@ class Association:
         now = _now(asyncio_loop)
         session.start(now)
         if logs.enabled:
-            self._log("connect.start", tls=options.ssl is not None)
+            client_logs.log(self, "connect.start", tls=options.ssl is not None)
         limit, _ = session.connect_limit()
         server_hostname = options.server_hostname
         if server_hostname is None and options.ssl is not None:
@@ -170,7 +167,7 @@ class Association:
                 stream = await open_anyio_channel(connect)
         except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
             raise self._connect_failed(exc) from None
-        report = self._report if logs.enabled else None
+        report = functools.partial(client_logs.report, self) if logs.enabled else None
         if asyncio_loop:
             driver = AsyncioRequestor(session, channel, report)
             self._driver = driver
@@ -232,7 +229,7 @@ class Association:
 
     async def abort(self) -> None:
         """A-ABORT (PS3.8 7.3): send it and close at once."""
-        self._log("abort.request")
+        client_logs.log(self, "abort.request")
         await self._abort_now()
 
     async def _abort_now(self) -> None:
@@ -254,13 +251,13 @@ class Association:
         if isinstance(exc, TimeoutError):
             timed_out = self._session.connect_timed_out()
             timeout = _TIMEOUTS[timed_out.phase](timed_out.timeout)
-            self._log_failure("connect.timeout", timeout, timeout=timeout.timeout)
+            client_logs.log_failure(self, "connect.timeout", timeout, timeout=timeout.timeout)
             return timeout
         if isinstance(exc, _ssl.SSLError):
             return self._tls_failed(exc)
         root = _root_os_error(exc)
         error = connection_error(root if isinstance(root, OSError) else exc, self.host, self.port)
-        self._log_failure("connect.failed", error, reason=error.reason, errno=error.errno)
+        client_logs.log_failure(self, "connect.failed", error, reason=error.reason, errno=error.errno)
         return error
 
     def _tls_failed(self, exc: _ssl.SSLError) -> TLSHandshakeFailed:
@@ -273,18 +270,18 @@ class Association:
             port=self.port,
             os_error=exc,
         )
-        self._log_failure("connect.tls_failed", error, reason=why)
+        client_logs.log_failure(self, "connect.tls_failed", error, reason=why)
         return error
 
     def _error_for(self, failure: Failure) -> EchoError:
         """The exception for how the session failed (logged)."""
         if isinstance(failure, TimedOut):
             timeout = _TIMEOUTS[failure.phase](failure.timeout)
-            self._log_failure("timeout", timeout, phase=timeout.phase, timeout=timeout.timeout)
+            client_logs.log_failure(self, "timeout", timeout, phase=timeout.phase, timeout=timeout.timeout)
             return timeout
         if isinstance(failure, Rejected):
             rejected = AssociationRejected(failure.rj)
-            self._log_failure(
+            client_logs.log_failure(self,
                 "associate.rejected",
                 rejected,
                 result=rejected.result_name,
@@ -303,7 +300,7 @@ class Association:
                 source=failure.source,
                 reason=failure.reason,
             )
-            self._log_failure(
+            client_logs.log_failure(self,
                 "aborted",
                 aborted,
                 reason="A-ABORT",
@@ -317,11 +314,11 @@ class Association:
             error = ProtocolError(
                 f"protocol error from the peer, association aborted: {failure.problem}"
             )
-            self._log_failure("protocol_error", error, reason=failure.problem)
+            client_logs.log_failure(self, "protocol_error", error, reason=failure.problem)
             return error
         if isinstance(failure, NoContext):
             refused = NoAcceptedContext(failure.results)
-            self._log_failure(
+            client_logs.log_failure(self,
                 "associate.no_context",
                 refused,
                 results=[f"{cid}: {name}" for cid, name in sorted(failure.results.items())],
@@ -329,7 +326,7 @@ class Association:
             return refused
         assert isinstance(failure, PeerReleased)
         released = AssociationAborted("the peer released the association with a request outstanding")
-        self._log_failure("aborted", released, reason="A-RELEASE-RQ with a request outstanding")
+        client_logs.log_failure(self, "aborted", released, reason="A-RELEASE-RQ with a request outstanding")
         return released
 
     def _closed(self, failure: ConnectionClosed) -> EchoError:
@@ -348,86 +345,8 @@ class Association:
                 # asyncio reports the peer's alert only as a close.
                 message += " (over TLS: the peer may require a client certificate we did not send)"
         closed = AssociationAborted(message)
-        self._log_failure("aborted", closed, reason="connection closed")
+        client_logs.log_failure(self, "aborted", closed, reason="connection closed")
         return closed
-
-    # --- log events ------------------------------------------------------------------
-    # Every event has `assoc` and `peer`; the values are flat (str, int,
-    # float, bool, None, lists of str), never PDU objects, except in the two
-    # debug-level `*.pdu` events that exist to carry the PDU (for the CLI's
-    # -d; a PDU's repr never shows a passcode).
-
-    def _log(self, event: str, level: str = "info", **fields: Any) -> None:
-        logs.log(event, level, assoc=self.id, peer=f"{self.host}:{self.port}", **fields)
-
-    def _report(self, event: SessionEvent) -> None:
-        """The driver's report of each session event, in order (only while
-        logging is enabled)."""
-        if isinstance(event, RequestSent):
-            self._log_request(event.rq)
-        elif isinstance(event, Accepted):
-            self._log_accepted(event)
-        elif isinstance(event, EchoSent):
-            self._log("echo.request", message_id=event.message_id)
-        elif isinstance(event, EchoAnswered):
-            from asyncecho.protocol.dimse import status_name
-
-            self._log(
-                "echo.response",
-                message_id=event.message_id,
-                status=event.status,
-                status_name=status_name(event.status),
-                seconds=event.seconds,
-            )
-        elif isinstance(event, ReleaseSent):
-            self._log("release.request")
-        elif isinstance(event, Released):
-            self._log("release.confirmed", seconds=event.seconds, total_seconds=self._elapsed())
-        # (a Failure is logged with the exception made for it: `_error_for`)
-
-    def _log_request(self, rq: AssociateRQ) -> None:
-        options = self.options
-        self._log("associate.request.pdu", "debug", pdu=rq)
-        contexts = rq.presentation_contexts
-        identity = options.user_identity
-        self._log(
-            "associate.request",
-            calling_ae=rq.calling_ae,
-            called_ae=rq.called_ae,
-            contexts=len(contexts),
-            abstract_syntaxes=sorted({pc.abstract_syntax for pc in contexts}),
-            transfer_syntaxes=list(options.transfer_syntaxes),
-            max_pdu=options.max_pdu,
-            user_identity=None
-            if identity is None
-            else USER_IDENTITY_TYPE_NAMES.get(identity.identity_type, str(identity.identity_type)),
-            tls_version=self.tls_version,
-            connect_seconds=self.connect_time,
-        )
-
-    def _log_accepted(self, event: Accepted) -> None:
-        ac, rq = event.ac, self.rq
-        self._log("associate.accepted.pdu", "debug", pdu=ac, rq=rq)
-        self._log(
-            "associate.accepted",
-            calling_ae=rq.calling_ae,
-            called_ae=rq.called_ae,
-            peer_ae=ac.called_ae,
-            contexts_accepted=sum(1 for pc in ac.presentation_contexts if pc.result == 0),
-            transfer_syntax=event.transfer_syntax,
-            peer_max_pdu=ac.max_length,
-            peer_implementation_class_uid=ac.implementation_class_uid,
-            peer_implementation_version_name=ac.implementation_version_name,
-            seconds=event.seconds,
-        )
-
-    def _log_failure(self, event: str, error: EchoError, **fields: Any) -> None:
-        """A failure: a warning when the peer or the network is the cause (a
-        target being down is no error of this program), an error when this
-        machine is (LocalResourceError)."""
-        if logs.enabled:
-            level = "error" if isinstance(error, LocalResourceError) else "warning"
-            self._log(event, level, outcome=error.outcome, **fields)
 
     # --- what the association is --------------------------------------------------------
 
@@ -486,7 +405,8 @@ class Association:
                 return item.server_response
         return None
 
-    def _elapsed(self) -> float | None:
+    def elapsed(self) -> float | None:
+        """Seconds since the association started (None before)."""
         session = self._session
         if session.started is None:
             return None
@@ -509,7 +429,7 @@ class Association:
                 session.associate_time,
                 session.echo_time,
                 session.release_time,
-                self._elapsed() if now is None or session.started is None else now - session.started,
+                self.elapsed() if now is None or session.started is None else now - session.started,
             ),
             peer_ae=ac.called_ae if ac else None,
             peer_implementation_class_uid=ac.implementation_class_uid if ac else None,
