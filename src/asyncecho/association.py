@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import ssl as _ssl
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from asyncecho import client_logs, logs
@@ -137,7 +138,9 @@ class Association:
                 *([options.user_identity] if options.user_identity else []),
             ),
         )
-        self._session = RequestorSession(rq, _limits(options), echoes=echoes)
+        self._session = RequestorSession(
+            rq, _limits(options), echoes=echoes, verbose=logs.enabled
+        )
         self._driver: AsyncioRequestor | AnyioRequestor | None = None
 
     # --- running it ---------------------------------------------------------------
@@ -190,6 +193,18 @@ class Association:
             await self._abort_now()
             raise
         return self._succeeded(event)
+
+    async def _started(self) -> Awaitable[SessionEvent]:
+        """`_open()`; then (with echoes=True) what to await for the end: on
+        asyncio a future, so that the caller's frame is the only one."""
+        await self._open()
+        assert self._driver is not None
+        return self._driver.outcome(final=True)
+
+    def _ended(self, end: SessionEvent) -> EchoResult:
+        """The result of the finished exchange; a failure raised as its exception."""
+        self._succeeded(end)
+        return self.result()
 
     def _succeeded(self, event: SessionEvent) -> SessionEvent:
         """`event`, unless it is a failure: then its exception, raised."""

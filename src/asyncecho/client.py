@@ -1,9 +1,9 @@
 """The requestor side of the API: `echo()`, `verify()` and `associate()`.
 
 Holds the three calls, typed option by option (a misspelt or mistyped
-option is a type checker's error), and `_exchange`, the one lifecycle the
-first two share: connect, associate, one C-ECHO, release, as an
-`Association` whose session runs it all. May import the API's modules
+option is a type checker's error). `echo()` and `verify()` run one
+lifecycle (connect, associate, one C-ECHO, release) as an `Association`
+whose session runs it all by itself. May import the API's modules
 below it (`association`, `options`, `exceptions`, `results`) and, through
 them, `transport/` and `protocol/`.
 """
@@ -101,29 +101,6 @@ async def _associated(assoc: Association) -> AsyncIterator[Association]:
         raise
 
 
-async def _exchange(host: str, port: int, options: EchoOptions) -> EchoResult:
-    """Associate, one C-ECHO, release: the result, with `error` set for a
-    failure (what `verify()` returns; `echo()` raises the error). After the
-    connect the session runs the exchange by itself; on asyncio, in the
-    connection's callbacks, and this task wakes once, at the end."""
-    assoc = Association(host, port, options, echoes=True)
-    try:
-        await assoc._open()
-        driver = assoc._driver
-        assert driver is not None
-        # Awaited here rather than in a helper coroutine: on asyncio this is
-        # a future, and every coroutine frame is one more object per
-        # association in flight for the collector to walk.
-        try:
-            end = await driver.outcome(final=True)
-        except BaseException:
-            await assoc._abort_now()
-            raise
-        assoc._succeeded(end)
-    except EchoError as error:
-        return assoc.result(error)
-    return assoc.result()
-
 @documented
 async def echo(
     host: str,
@@ -179,12 +156,18 @@ async def echo(
         user_identity,
         user_items,
     )
-    chosen = merged(options, settings)
+    assoc = Association(host, port, merged(options, settings), echoes=True)
     del settings  # (not kept alive in this frame while the association runs)
-    result = await _exchange(host, port, chosen)
-    if result.error is not None:
-        raise result.error
-    return result
+    # The exchange runs by itself after the connect (on asyncio in the
+    # connection's callbacks) and is awaited in this frame, as in verify():
+    # a shared helper coroutine would be one more object per association in
+    # flight for the collector to walk.
+    try:
+        end = await (await assoc._started())
+    except BaseException:
+        await assoc._abort_now()
+        raise
+    return assoc._ended(end)
 
 
 @documented
@@ -242,9 +225,19 @@ async def verify(
         user_identity,
         user_items,
     )
-    chosen = merged(options, settings)
+    assoc = Association(host, port, merged(options, settings), echoes=True)
     del settings  # (not kept alive in this frame while the association runs)
-    return await _exchange(host, port, chosen)
+    try:
+        end = await (await assoc._started())  # (see echo())
+    except EchoError as error:
+        return assoc.result(error)
+    except BaseException:
+        await assoc._abort_now()
+        raise
+    try:
+        return assoc._ended(end)
+    except EchoError as error:
+        return assoc.result(error)
 
 
 __all__ = ["Association", "EchoOptions", "associate", "echo", "verify"]

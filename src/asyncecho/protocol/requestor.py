@@ -76,10 +76,13 @@ class RequestorSession:
     `Accepted` is reported."""
 
     __slots__ = (
+        "_answers",
+        "_chatty",
         "_ends",
         "_events",
         "_idle_from",
         "_message_id",
+        "_now",
         "_outstanding",
         "_phase",
         "_phase_started",
@@ -100,13 +103,23 @@ class RequestorSession:
         "upper",
     )
 
-    def __init__(self, rq: AssociateRQ, limits: Limits, *, echoes: bool = False) -> None:
+    def __init__(
+        self, rq: AssociateRQ, limits: Limits, *, echoes: bool = False, verbose: bool = True
+    ) -> None:
         self.rq = rq
         self.limits = limits
         self.auto = echoes
+        # Which events are reported: with verbose=False (nobody logs), only
+        # what the user waits for: the answers when the user asks (not with
+        # echoes=True), and the end. Every event is one more object for the
+        # collector per association; echo() on a quiet sweep needs the end only.
+        self._chatty = verbose
+        self._answers = verbose or not echoes
+        self._now = 0.0  # (the read being taken in: see receive_data)
         max_pdu = rq.max_length or 0
         self.upper = UpperLayer(requestor=True, max_pdu=max_pdu)
-        self._events: list[SessionEvent] = []  # (a few at most: a list is smaller than a deque)
+        # Made at the first event (a quiet echo() has one: its end).
+        self._events: list[SessionEvent] | None = None
         self._phase = _IDLE
         self._phase_started = 0.0
         self._idle_from = 0.0
@@ -154,7 +167,8 @@ class RequestorSession:
 
     def next_event(self) -> SessionEvent | None:
         """The next thing that happened, oldest first; None when none is left."""
-        return self._events.pop(0) if self._events else None
+        events = self._events
+        return events.pop(0) if events else None
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` must next be called; None: no timer needed.
@@ -210,14 +224,18 @@ class RequestorSession:
         assert self.started is not None
         self.connect_time = now - self.started
         self.upper.connection_made(now)
-        self._events.append(RequestSent(self.rq))
+        if self._chatty:
+            self._tell(RequestSent(self.rq))
         self._wait(_ASSOCIATING, now)
 
     def receive_data(self, data: bytes, now: float) -> None:
         if self._phase == _OVER:
             return
         self._idle_from = now
-        self.upper.receive_data(data, now, lambda event: self._on_event(event, now))
+        # (the read's time on self and a bound method, not a closure per
+        # read: fewer objects made for every read)
+        self._now = now
+        self.upper.receive_data(data, now, self._on_pdu_event)
         then, self._then = self._then, _IDLE
         if self._phase == _IDLE:
             if then == _ECHOING:
@@ -276,7 +294,8 @@ class RequestorSession:
         self._message_id = self._message_id % 0xFFFF + 1
         self._outstanding = self._message_id
         self.upper.send_message(self.context_id, encode_echo_rq(self._message_id))
-        self._events.append(EchoSent(self._message_id))
+        if self._chatty:
+            self._tell(EchoSent(self._message_id))
         self._wait(_ECHOING, now)
         return self._message_id
 
@@ -288,7 +307,8 @@ class RequestorSession:
         if self._phase != _IDLE or self.ac is None:
             raise RuntimeError("no established association to release, or a request outstanding")
         self.upper.release()
-        self._events.append(ReleaseSent())
+        if self._chatty:
+            self._tell(ReleaseSent())
         self._wait(_RELEASING, now)
 
     def abort(self, now: float) -> None:
@@ -313,6 +333,15 @@ class RequestorSession:
     def _phase_end(self) -> float | None:
         limit = self._phase_limit()
         return None if limit is None else self._phase_started + limit
+
+    def _tell(self, event: SessionEvent) -> None:
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
+
+    def _on_pdu_event(self, event: Event) -> None:
+        self._on_event(event, self._now)
 
     def _on_event(self, event: Event, now: float) -> None:
         phase = self._phase
@@ -363,7 +392,10 @@ class RequestorSession:
                 break
         self.associate_time = now - self._phase_started
         self._phase = _IDLE
-        self._events.append(Accepted(ac, self.context_id, self.transfer_syntax, self.associate_time))
+        if self._answers:
+            self._tell(
+                Accepted(ac, self.context_id, self.transfer_syntax, self.associate_time)
+            )
         if not self.context_id:
             results = {pc.context_id: PC_RESULT_NAMES[pc.result] for pc in ac.presentation_contexts}
             self._release_then = NoContext(results)
@@ -379,7 +411,8 @@ class RequestorSession:
         self.status = status
         self.echo_time = now - self._phase_started
         self._phase = _IDLE
-        self._events.append(EchoAnswered(self._outstanding, status, self.echo_time))
+        if self._answers:
+            self._tell(EchoAnswered(self._outstanding, status, self.echo_time))
         if self.auto:
             self._then = _RELEASING
 
@@ -389,7 +422,7 @@ class RequestorSession:
             self._fail(self._release_then)
             return
         self._phase = _OVER
-        self._events.append(Released(self.release_time))
+        self._tell(Released(self.release_time))
 
     def _violation(self, problem: str, now: float) -> None:
         """PS3.8 AA-8 for what we cannot accept: a service-provider A-ABORT
@@ -423,7 +456,7 @@ class RequestorSession:
             # what the user needs to know.
             failure = self._release_then
         self._phase = _OVER
-        self._events.append(failure)
+        self._tell(failure)
 
     def _abort(self, now: float) -> None:
         # Evt15 is blank in Sta1 and Sta13 (nothing to abort: the
