@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import ssl as _ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from asyncecho import client_logs, logs
@@ -53,11 +53,12 @@ from asyncecho.protocol.requestor import (
     TimedOut,
 )
 from asyncecho.results import EchoResult, Timings
-from asyncecho.transport.asyncio_channel import open_asyncio_channel
+from asyncecho.transport.asyncio_channel import AsyncioChannel, open_asyncio_channel
 from asyncecho.transport.asyncio_requestor import AsyncioRequestor
 from asyncecho.transport.channel import ConnectOptions, on_asyncio
 
 if TYPE_CHECKING:
+    from asyncecho.transport.anyio_channel import AnyioChannel
     from asyncecho.transport.anyio_requestor import AnyioRequestor
 
 _assoc_ids = itertools.count(1)
@@ -145,42 +146,55 @@ class Association:
 
     # --- running it ---------------------------------------------------------------
 
-    async def _open(self) -> None:
-        """Connect, send the A-ASSOCIATE-RQ; raises the typed failure of the
-        connect. (The answer is the next outcome.)"""
+    def _connecting(self) -> Awaitable[AsyncioChannel | AnyioChannel]:
+        """A-ASSOCIATE request (Evt1): the clock starts; the transport
+        connect to await, within the connect timeout and the deadline (it
+        raises OSError, ssl.SSLError or TimeoutError: `_connect_failed`).
+        A plain call returning the connect's coroutine, so that the caller's
+        frame is the only one of ours while it is in flight."""
         session, options = self._session, self.options
         asyncio_loop = on_asyncio()
-        now = _now(asyncio_loop)
-        session.start(now)
+        session.start(_now(asyncio_loop))
         if logs.enabled:
             client_logs.log(self, "connect.start", tls=options.ssl is not None)
         limit, _ = session.connect_limit()
         server_hostname = options.server_hostname
         if server_hostname is None and options.ssl is not None:
             server_hostname = self.host
-        try:
-            if asyncio_loop:
-                channel = await open_asyncio_channel(
-                    self.host, self.port, limit, options.ssl, server_hostname
-                )
-            else:
-                from asyncecho.transport.anyio_channel import open_anyio_channel
-
-                connect = ConnectOptions(self.host, self.port, limit, options.ssl, server_hostname)
-                stream = await open_anyio_channel(connect)
-        except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
-            raise self._connect_failed(exc) from None
-        report = functools.partial(client_logs.report, self) if logs.enabled else None
         if asyncio_loop:
-            driver = AsyncioRequestor(session, channel, report)
+            return open_asyncio_channel(self.host, self.port, limit, options.ssl, server_hostname)
+        from asyncecho.transport.anyio_channel import open_anyio_channel
+
+        return open_anyio_channel(
+            ConnectOptions(self.host, self.port, limit, options.ssl, server_hostname)
+        )
+
+    def _attach(
+        self, channel: AsyncioChannel | AnyioChannel, *, final: bool = False
+    ) -> Awaitable[SessionEvent]:
+        """The transport is connected (Evt2): the driver starts, the
+        A-ASSOCIATE-RQ goes out; what to await for the next outcome (with
+        `final`, the end): on asyncio a future, no frame of ours."""
+        report = functools.partial(client_logs.report, self) if logs.enabled else None
+        if isinstance(channel, AsyncioChannel):
+            driver = AsyncioRequestor(self._session, channel, report)
             self._driver = driver
             driver.start()
-        else:
-            from asyncecho.transport.anyio_requestor import AnyioRequestor
+            return driver.outcome(final=final)
+        return self._attach_anyio(channel, report, final)
 
-            other = AnyioRequestor(session, stream, report)
-            self._driver = other
-            await other.start()
+    async def _attach_anyio(
+        self,
+        channel: AnyioChannel,
+        report: Callable[[SessionEvent], None] | None,
+        final: bool,
+    ) -> SessionEvent:
+        from asyncecho.transport.anyio_requestor import AnyioRequestor
+
+        driver = AnyioRequestor(self._session, channel, report)
+        self._driver = driver
+        await driver.start()
+        return await driver.outcome(final=final)
 
     async def _outcome(self, *, final: bool = False) -> SessionEvent:
         """The session's next answer (or its end, with `final`); a failure
@@ -194,13 +208,6 @@ class Association:
             raise
         return self._succeeded(event)
 
-    async def _started(self) -> Awaitable[SessionEvent]:
-        """`_open()`; then (with echoes=True) what to await for the end: on
-        asyncio a future, so that the caller's frame is the only one."""
-        await self._open()
-        assert self._driver is not None
-        return self._driver.outcome(final=True)
-
     def _ended(self, end: SessionEvent) -> EchoResult:
         """The result of the finished exchange; a failure raised as its exception."""
         self._succeeded(end)
@@ -213,10 +220,18 @@ class Association:
         return event
 
     async def _associate(self) -> None:
-        """`_open()` and the A-ASSOCIATE answer; raises unless an association
-        with a Verification context exists."""
-        await self._open()
-        accepted = await self._outcome()
+        """Connect and A-ASSOCIATE; raises unless an association with a
+        Verification context exists."""
+        try:
+            channel = await self._connecting()
+        except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
+            raise self._connect_failed(exc) from None
+        try:
+            accepted = await self._attach(channel)
+        except BaseException:
+            await self._abort_now()
+            raise
+        accepted = self._succeeded(accepted)
         assert isinstance(accepted, Accepted)
         if not accepted.context_id:
             await self._outcome(final=True)  # released, then NoContext raised

@@ -158,12 +158,16 @@ async def echo(
     )
     assoc = Association(host, port, merged(options, settings), echoes=True)
     del settings  # (not kept alive in this frame while the association runs)
-    # The exchange runs by itself after the connect (on asyncio in the
-    # connection's callbacks) and is awaited in this frame, as in verify():
+    # The connect, then the exchange, which runs by itself (on asyncio in
+    # the connection's callbacks), are awaited in this frame, as in verify():
     # a shared helper coroutine would be one more object per association in
-    # flight for the collector to walk.
+    # flight for the collector to walk (measured: P1 at 10,000 concurrent).
     try:
-        end = await (await assoc._started())
+        try:
+            channel = await assoc._connecting()
+        except OSError as exc:  # (TimeoutError and ssl.SSLError among them)
+            raise assoc._connect_failed(exc) from None
+        end = await assoc._attach(channel, final=True)
     except BaseException:
         await assoc._abort_now()
         raise
@@ -227,8 +231,12 @@ async def verify(
     )
     assoc = Association(host, port, merged(options, settings), echoes=True)
     del settings  # (not kept alive in this frame while the association runs)
-    try:
-        end = await (await assoc._started())  # (see echo())
+    try:  # (as in echo())
+        try:
+            channel = await assoc._connecting()
+        except OSError as exc:
+            raise assoc._connect_failed(exc) from None
+        end = await assoc._attach(channel, final=True)
     except EchoError as error:
         return assoc.result(error)
     except BaseException:
