@@ -1,9 +1,9 @@
 """The client's log events (issue #13, section 5): flat, queryable fields
 (never PDU objects), `assoc` and `peer` on every one, the same fields
-whichever path runs the association (echo() on asyncio runs in the
-transport's callbacks, echo_driver; associate(), and everything on trio, is
-the coroutine Association), and levels an operator would pick: a peer that
-is down is a warning, our own machine's limit an error."""
+whichever way the association runs (echo(), where the session runs the
+whole exchange by itself, or associate(), where the user asks for each
+step; on asyncio and on trio), and levels an operator would pick: a peer
+that is down is a warning, our own machine's limit an error."""
 
 from __future__ import annotations
 
