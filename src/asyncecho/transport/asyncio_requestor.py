@@ -65,9 +65,10 @@ class AsyncioRequestor:
         return waiter
 
     def abort(self) -> None:
-        """A-ABORT and close now (the user gave up)."""
+        """A-ABORT and close now (the user gave up): nothing more to hear."""
         self.session.abort(self.channel.now())
         self._flush()
+        self.channel.stop_listening()  # (no cycle left for the collector to find)
 
     # --- the channel's calls ---------------------------------------------------------
 
