@@ -400,22 +400,11 @@ def json_record(args: argparse.Namespace, started: datetime, result: EchoResult)
     TLS version the record has no field for."""
     import json
 
-    from asyncecho import SweepRecord, Target
+    from asyncecho import Target
+    from asyncecho.sweeps.records import record_from_result
 
-    error = result.error
-    record = SweepRecord(
-        target=Target(args.addr, args.port, args.called_aet, args.calling_aet),
-        outcome=result.outcome,
-        started=started,
-        detail=str(error) if error else ("" if result.ok else result.status_name or ""),
-        timings=result.timings,
-        status=result.status,
-        peer_ae=result.peer_ae,
-        peer_implementation_class_uid=result.peer_implementation_class_uid,
-        peer_implementation_version_name=result.peer_implementation_version_name,
-        transfer_syntax=result.transfer_syntax,
-        error=error,
-    )
+    target = Target(args.addr, args.port, args.called_aet, args.calling_aet)
+    record = record_from_result(target, started, result)
     return json.dumps({**record.as_dict(), "tls_version": result.tls_version})
 
 
