@@ -29,7 +29,7 @@ from typing import Any
 import asyncecho
 from asyncecho.association import Association
 from asyncecho.options import EchoOptions
-from asyncecho.protocol.requestor import Failure
+from asyncecho.protocol.requestor_events import Failure
 from asyncecho.results import EchoResult
 from asyncecho.transport.asyncio_channel import Listener
 from asyncecho.transport.asyncio_requestor import AsyncioRequestor

@@ -27,7 +27,7 @@ from asyncecho.association import Association
 from asyncecho.options import EchoOptions
 from asyncecho.protocol.acceptor import AcceptorSession, EchoAnswered
 from asyncecho.protocol.negotiation import AcceptorPolicy
-from asyncecho.protocol.requestor import Released, SessionEvent
+from asyncecho.protocol.requestor_events import Released, SessionEvent
 
 from . import pdus
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from asyncecho.protocol.requestor import (
+from asyncecho.protocol.requestor import RequestorSession
+from asyncecho.protocol.requestor_events import (
     Accepted,
     EchoSent,
     Failure,
@@ -19,7 +20,6 @@ from asyncecho.protocol.requestor import (
     Phase,
     Released,
     ReleaseSent,
-    RequestorSession,
     RequestSent,
     SessionEvent,
     TimedOut,

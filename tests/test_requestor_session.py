@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from asyncecho.protocol.pdu_items import PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, PC_RESULT_NAMES
-from asyncecho.protocol.requestor import (
+from asyncecho.protocol.requestor import RequestorSession
+from asyncecho.protocol.requestor_events import (
     Accepted,
     ConnectionClosed,
     EchoAnswered,
@@ -24,7 +25,6 @@ from asyncecho.protocol.requestor import (
     Rejected,
     Released,
     ReleaseSent,
-    RequestorSession,
     RequestSent,
 )
 from requestor_steps import (

@@ -15,13 +15,13 @@ from __future__ import annotations
 import pytest
 
 from asyncecho.protocol.pdu import Abort
-from asyncecho.protocol.requestor import (
+from asyncecho.protocol.requestor import RequestorSession
+from asyncecho.protocol.requestor_events import (
     Accepted,
     EchoAnswered,
     EchoSent,
     Phase,
     Released,
-    RequestorSession,
     RequestSent,
     TimedOut,
 )

@@ -37,7 +37,8 @@ from asyncecho.options import EchoOptions
 from asyncecho.protocol.negotiation import build_rq
 from asyncecho.protocol.pdu import Abort, AssociateAC, AssociateRQ
 from asyncecho.protocol.pdu_items import UserIdentityAC
-from asyncecho.protocol.requestor import (
+from asyncecho.protocol.requestor import RequestorSession
+from asyncecho.protocol.requestor_events import (
     Accepted,
     ConnectionClosed,
     EchoAnswered,
@@ -48,7 +49,6 @@ from asyncecho.protocol.requestor import (
     PeerReleased,
     ProtocolViolation,
     Rejected,
-    RequestorSession,
     SessionEvent,
     TimedOut,
 )

@@ -2,8 +2,7 @@
 A-ASSOCIATE request to the release or the failure, as pure logic.
 
 Holds `RequestorSession`; the `Limits` it enforces, the events it reports
-and the failures it ends with are data in `requestor_events` (re-exported
-here). May import the rest of `protocol/` only: no I/O, no clock.
+and the failures it ends with are data in `requestor_events`. May import the rest of `protocol/` only: no I/O, no clock.
 
 A driver feeds it what happens (`connection_made`, `receive_data`,
 `connection_lost`, `handle_timer`) and what its user asks (`echo`,
@@ -484,23 +483,4 @@ def _check_echo_response(event: MessageReceived, message_id: int) -> tuple[int, 
     return command.status, None
 
 
-__all__ = [
-    "Accepted",
-    "ConnectionClosed",
-    "EchoAnswered",
-    "EchoSent",
-    "Failure",
-    "Limits",
-    "NoContext",
-    "PeerAborted",
-    "PeerReleased",
-    "Phase",
-    "ProtocolViolation",
-    "Rejected",
-    "ReleaseSent",
-    "Released",
-    "RequestSent",
-    "RequestorSession",
-    "SessionEvent",
-    "TimedOut",
-]
+__all__ = ["RequestorSession"]

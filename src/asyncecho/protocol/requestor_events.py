@@ -136,8 +136,16 @@ class PeerReleased(Failure):
 SessionEvent: TypeAlias = (
     RequestSent | Accepted | EchoSent | EchoAnswered | ReleaseSent | Released | Failure
 )
+# What a driver's `outcome()` waits for: the answers to what the user asked
+# (`Accepted`, `EchoAnswered`), and the ends; the other events are only
+# reported as they pass.
+OUTCOMES = (Accepted, EchoAnswered, Released, Failure)
+ENDS = (Released, Failure)
+
 
 __all__ = [
+    "ENDS",
+    "OUTCOMES",
     "Accepted",
     "ConnectionClosed",
     "EchoAnswered",

@@ -14,19 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from asyncecho.protocol.requestor import (
-    Accepted,
-    EchoAnswered,
-    Failure,
-    Released,
-    RequestorSession,
+from asyncecho.protocol.requestor import RequestorSession
+from asyncecho.protocol.requestor_events import (
+    ENDS,
+    OUTCOMES,
     SessionEvent,
 )
 from asyncecho.transport.anyio_channel import AnyioChannel
 from asyncecho.transport.channel import ReceiveTimeout
-
-_OUTCOMES = (Accepted, EchoAnswered, Released, Failure)
-_ENDS = (Released, Failure)
 
 
 class AnyioRequestor:
@@ -54,7 +49,7 @@ class AnyioRequestor:
         (`Released`, a `Failure`); with `final`, the end only. What the
         user asked of the session since the last input goes out first."""
         session, channel = self.session, self.channel
-        wanted = _ENDS if final else _OUTCOMES
+        wanted = ENDS if final else OUTCOMES
         await self._flush()
         while True:
             event = session.next_event()

@@ -16,19 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from asyncecho.protocol.requestor import (
-    Accepted,
-    EchoAnswered,
-    Failure,
-    Released,
-    RequestorSession,
+from asyncecho.protocol.requestor import RequestorSession
+from asyncecho.protocol.requestor_events import (
+    ENDS,
+    OUTCOMES,
     SessionEvent,
 )
 from asyncecho.transport.asyncio_channel import AsyncioChannel
-
-# The events an `outcome()` waits for; the others are only reported.
-_OUTCOMES = (Accepted, EchoAnswered, Released, Failure)
-_ENDS = (Released, Failure)
 
 
 class AsyncioRequestor:
@@ -112,11 +106,11 @@ class AsyncioRequestor:
         while event is not None:
             if report is not None:
                 report(event)
-            if isinstance(event, _ENDS if self._final else _OUTCOMES):
+            if isinstance(event, ENDS if self._final else OUTCOMES):
                 self._waiter = None
                 if not waiter.done():
                     waiter.set_result(event)
-                if isinstance(event, _ENDS):
+                if isinstance(event, ENDS):
                     self.channel.stop_listening()
                 return
             event = session.next_event()
