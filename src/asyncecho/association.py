@@ -11,6 +11,7 @@ below it (`options`, `exceptions`, `results`, `logs`, `client_logs`),
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import ssl as _ssl
@@ -154,7 +155,7 @@ class Association:
         frame is the only one of ours while it is in flight."""
         session, options = self._session, self.options
         asyncio_loop = on_asyncio()
-        session.start(_now(asyncio_loop))
+        session.start(_now())
         if logs.enabled:
             client_logs.log(self, "connect.start", tls=options.ssl is not None)
         limit, _ = session.connect_limit()
@@ -440,7 +441,7 @@ class Association:
         session = self._session
         if session.started is None:
             return None
-        return _now(on_asyncio()) - session.started
+        return _now() - session.started
 
     def result(self, error: EchoError | None = None, *, now: float | None = None) -> EchoResult:
         """What the association learnt, as an `EchoResult` (with `error`:
@@ -472,12 +473,12 @@ class Association:
         )
 
 
-def _now(asyncio_loop: bool) -> float:
-    if asyncio_loop:
-        import asyncio
-
+def _now() -> float:
+    """The running loop's clock (asyncio's own, else anyio's: trio's)."""
+    try:
         return asyncio.get_running_loop().time()
-    import anyio
+    except RuntimeError:
+        import anyio
 
-    return anyio.current_time()
+        return anyio.current_time()
 
