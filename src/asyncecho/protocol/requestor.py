@@ -198,6 +198,10 @@ class RequestorSession:
                 return left, "deadline"
         return limit, phase
 
+    def elapsed(self, now: float) -> float:
+        assert self.started is not None
+        return now - self.started
+
     # --- what the driver reports --------------------------------------------------
 
     def start(self, now: float) -> None:
