@@ -60,7 +60,6 @@ from asyncecho.protocol.requestor_events import (
     SessionEvent,
     TimedOut,
 )
-from asyncecho.protocol.state_machine import Event as Evt
 from asyncecho.protocol.upper_layer import UpperLayer
 
 # What the session waits for, if anything: the phase's limit applies.
@@ -275,7 +274,7 @@ class RequestorSession:
         if not passed:
             return
         _, _, phase, value = min(passed)
-        self._abort(now)
+        self.upper.abort(now)
         self._fail(TimedOut(phase, value))
 
     # --- what the user asks ---------------------------------------------------------
@@ -316,7 +315,9 @@ class RequestorSession:
         after the end, nothing to do."""
         if self._phase == _OVER:
             return
-        self._abort(now)
+        # (in Sta1 and Sta13, where the table has no Evt15, the upper layer
+        # documents abort() as a no-op: the association has already ended)
+        self.upper.abort(now)
         self._phase = _OVER
 
     # --- the lifecycle ----------------------------------------------------------------
@@ -457,11 +458,6 @@ class RequestorSession:
         self._phase = _OVER
         self._tell(failure)
 
-    def _abort(self, now: float) -> None:
-        # Evt15 is blank in Sta1 and Sta13 (nothing to abort: the
-        # association has already ended, only the close is left).
-        if self.upper.action_for(Evt.EVT15) is not None:
-            self.upper.abort(now)
 
 
 def _check_echo_response(event: MessageReceived, message_id: int) -> tuple[int, str | None]:
