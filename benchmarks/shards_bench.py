@@ -142,6 +142,22 @@ def asyncecho(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def sweep(targets: Path, concurrency: int, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`asyncecho sweep` over `targets` as both runs do it (`extra`: --shard)."""
+    return asyncecho(
+        "sweep",
+        str(targets),
+        *extra,
+        "-c",
+        str(concurrency),
+        "--deadline",
+        str(DEADLINE),
+        "-q",
+        "-o",
+        str(out),
+    )
+
+
 def finish(process: subprocess.Popen[bytes], allowed: tuple[int, ...]) -> None:
     _, err = process.communicate(timeout=3600)
     if process.returncode not in allowed:
@@ -169,17 +185,7 @@ def check(counts: Counter[str], kinds: Counter[str], what: str) -> None:
 def run_single(work: Path, targets: Path, concurrency: int) -> tuple[float, Path]:
     out = work / "single.jsonl"
     start = time.perf_counter()
-    process = asyncecho(
-        "sweep",
-        str(targets),
-        "-c",
-        str(concurrency),
-        "--deadline",
-        str(DEADLINE),
-        "-q",
-        "-o",
-        str(out),
-    )
+    process = sweep(targets, concurrency, out)
     finish(process, (0, 1))
     return time.perf_counter() - start, out
 
@@ -189,19 +195,7 @@ def run_sharded(work: Path, targets: Path, concurrency: int) -> dict[str, Any]:
     merged = work / "merged.jsonl"
     start = time.perf_counter()
     processes = [
-        asyncecho(
-            "sweep",
-            str(targets),
-            "--shard",
-            f"{k}/{SHARDS}",
-            "-c",
-            str(concurrency),
-            "--deadline",
-            str(DEADLINE),
-            "-q",
-            "-o",
-            str(out),
-        )
+        sweep(targets, concurrency, out, "--shard", f"{k}/{SHARDS}")
         for k, out in enumerate(outs, 1)
     ]
     for process in processes:
